@@ -1,0 +1,928 @@
+"""``TrackioStore``: MLflow's tracking-store contract over Trackio project databases.
+
+This is the one place where MLflow concepts are translated: an experiment is a Trackio project
+file, a run is a Trackio run with the same id, params and tags become the run's Trackio config,
+and every metric point becomes Trackio metric data. MLflow's own SQLite store is the reference
+for every answer and every error; SQL lives in ``_db.py``.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import inspect
+import json
+import logging
+import math
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from functools import lru_cache
+from pathlib import Path
+
+from mlflow.entities import (
+    Dataset,
+    DatasetInput,
+    Experiment,
+    ExperimentTag,
+    InputTag,
+    LifecycleStage,
+    Metric,
+    Param,
+    Run,
+    RunData,
+    RunInfo,
+    RunInputs,
+    RunStatus,
+    RunTag,
+    ViewType,
+)
+from mlflow.entities.logged_model_output import LoggedModelOutput
+from mlflow.entities.run_outputs import RunOutputs
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import (
+    INVALID_PARAMETER_VALUE,
+    INVALID_STATE,
+    NOT_IMPLEMENTED,
+    RESOURCE_ALREADY_EXISTS,
+    RESOURCE_DOES_NOT_EXIST,
+)
+from mlflow.store.entities.paged_list import PagedList
+from mlflow.store.tracking import SEARCH_MAX_RESULTS_DEFAULT, SEARCH_MAX_RESULTS_THRESHOLD
+from mlflow.store.tracking.abstract_store import AbstractStore
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME, MLFLOW_USER
+from mlflow.utils.name_utils import _generate_random_name
+from mlflow.utils.search_utils import SearchExperimentsUtils, SearchUtils
+from mlflow.utils.time import get_current_time_millis
+from mlflow.utils.uri import append_to_uri_path, resolve_uri_if_local
+from mlflow.utils.validation import (
+    _validate_batch_log_limits,
+    _validate_dataset_inputs,
+    _validate_experiment_artifact_location_length,
+    _validate_experiment_name,
+    _validate_experiment_tag,
+    _validate_metric,
+    _validate_metric_name,
+    _validate_param,
+    _validate_param_keys_unique,
+    _validate_run_id,
+    _validate_tag,
+)
+
+from mytracker.store import _db
+from mytracker.store._db import DatabaseError, ProjectDB
+from mytracker.store._uri import data_dir_from_uri
+
+_logger = logging.getLogger(__name__)
+
+DEFAULT_EXPERIMENT_ID = "0"
+SYSTEM_PREFIX = "system/"
+_MAX_OPEN_FILES = 64
+_ARTIFACTS_FOLDER = "artifacts"
+# Trackio's reserved on-disk names (see `trackio.sqlite_storage.validate_project_name`).
+_RESERVED_SUFFIXES = (
+    "_system", "_configs", "_traces", "_artifacts", "_artifact_versions", "_artifact_aliases",
+    "_run_artifact_links", "_external_run_artifact_links",
+)
+_RESERVED_PREFIX = "registry-"
+_MAX_STEM = 120
+_DATASET_FIELDS = ("name", "digest", "source_type", "source", "schema", "profile")
+_STRING_ATTRIBUTES = {"run_id", "run_name", "status", "user_id", "artifact_uri", "lifecycle_stage"}
+
+
+def _wrap_db_errors(error: DatabaseError) -> MlflowException:
+    return MlflowException(str(error), INVALID_STATE)
+
+
+def project_stem(name: str) -> str:
+    """Trackio's on-disk identity for a project name: only ``[A-Za-z0-9_-]`` and unicode letters
+    and digits survive (so ``../x`` is ``x``), as in ``trackio.utils.canonical_project_name``."""
+    stem = "".join(c for c in name if c.isalnum() or c in "-_")[:_MAX_STEM] or "default"
+    if stem.startswith(_RESERVED_PREFIX):
+        stem = "mlflow-" + stem
+    if stem.endswith(_RESERVED_SUFFIXES):
+        stem += "-mlflow"
+    return stem
+
+
+@lru_cache(maxsize=4096)
+def _checked_metric_key(key: str) -> str:
+    _validate_metric_name(key, "name")
+    return key
+
+
+def _sanitized(value: float) -> float:
+    """The value MLflow's SQL store orders by: NaN as 0, infinities clamped to finite."""
+    if value != value:
+        return 0.0
+    return max(min(value, 1.7976931348623157e308), -1.7976931348623157e308)
+
+
+class TrackioStore(AbstractStore):
+    """MLflow tracking store that keeps every experiment in a Trackio project database.
+
+    >>> import mlflow
+    >>> mlflow.set_tracking_uri("trackio:///tmp/trackio-data")  # doctest: +SKIP
+    """
+
+    def __init__(self, store_uri: str, artifact_uri: str | None = None):
+        super().__init__()
+        self.store_uri = store_uri
+        self.data_dir = data_dir_from_uri(store_uri)
+        try:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise MlflowException(
+                f"Cannot create the Trackio data directory {self.data_dir}: {e}", INVALID_STATE
+            ) from e
+        self.artifact_root = artifact_uri or (self.data_dir / "mlflow-artifacts").as_uri()
+        self._lock = threading.RLock()
+        self._dbs: OrderedDict[Path, ProjectDB] = OrderedDict()
+        self._pid = os.getpid()
+        self._run_paths: dict[str, Path] = {}
+        self._experiment_paths: dict[str, Path] = {}
+        self._broken_warned: set[Path] = set()
+        if self._find_experiment(DEFAULT_EXPERIMENT_ID) is None:
+            with self._directory_lock():
+                if self._find_experiment(DEFAULT_EXPERIMENT_ID) is None:
+                    self._create_experiment_file(
+                        DEFAULT_EXPERIMENT_ID, Experiment.DEFAULT_EXPERIMENT_NAME, None, []
+                    )
+
+    # --- files ---------------------------------------------------------------------------------
+
+    def _db(self, path: Path, create: bool = False) -> ProjectDB:
+        with self._lock:
+            if os.getpid() != self._pid:  # a forked worker must not share its parent's handles
+                self._dbs.clear()
+                self._pid = os.getpid()
+            db = self._dbs.get(path)
+            if db is None:
+                db = ProjectDB(path, create=create)
+                self._dbs[path] = db
+                while len(self._dbs) > _MAX_OPEN_FILES:
+                    self._dbs.popitem(last=False)[1].close()
+            self._dbs.move_to_end(path)
+            return db
+
+    def _project_dbs(self) -> Iterator[ProjectDB]:
+        """Every readable project database in the data directory, in name order."""
+        for path in sorted(self.data_dir.glob("*.db")):
+            try:
+                yield self._db(path)
+            except (DatabaseError, FileNotFoundError) as e:
+                if path not in self._broken_warned:
+                    self._broken_warned.add(path)
+                    _logger.warning("Skipping %s: %s", path, e)
+
+    def _experiments(self) -> list[tuple[ProjectDB, dict]]:
+        found = []
+        for db in self._project_dbs():
+            experiment = db.experiment()
+            if experiment is not None:
+                self._experiment_paths[experiment["experiment_id"]] = db.path
+                found.append((db, experiment))
+        return found
+
+    def _find_experiment(self, experiment_id: str) -> tuple[ProjectDB, dict] | None:
+        path = self._experiment_paths.get(experiment_id)
+        if path is not None and path.exists():
+            db = self._db(path)
+            experiment = db.experiment()
+            if experiment is not None and experiment["experiment_id"] == experiment_id:
+                return db, experiment
+        for db, experiment in self._experiments():
+            if experiment["experiment_id"] == experiment_id:
+                return db, experiment
+        return None
+
+    def _experiment(self, experiment_id, stages=None) -> tuple[ProjectDB, dict]:
+        experiment_id = str(experiment_id) if experiment_id is not None else DEFAULT_EXPERIMENT_ID
+        found = self._find_experiment(experiment_id)
+        if found is None or (stages and found[1]["lifecycle_stage"] not in stages):
+            raise MlflowException(
+                f"No Experiment with id={experiment_id} exists", RESOURCE_DOES_NOT_EXIST
+            )
+        return found
+
+    @contextmanager
+    def _directory_lock(self) -> Iterator[None]:
+        """Serialises experiment creation across processes."""
+        with open(self.data_dir / ".mytracker.lock", "w") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def _new_project_path(self, name: str) -> Path:
+        """A file for a new experiment: the Trackio project of the same name when that is free
+        (or an existing plain Trackio project whose name is exactly this), else a numbered one, so
+        names that Trackio would reduce alike never share a file."""
+        stem = project_stem(name)
+        candidates = [stem] + [f"{stem}-{n}" for n in range(2, 10_000)]
+        for candidate in candidates:
+            path = self.data_dir / f"{candidate}.db"
+            if not path.exists():
+                return path
+            if candidate == name:
+                try:
+                    if self._db(path).experiment() is None:
+                        return path  # adopt the Trackio project of that very name
+                except DatabaseError:
+                    pass
+        raise MlflowException(f"No free project file for experiment {name!r}", INVALID_STATE)
+
+    def _create_experiment_file(self, experiment_id, name, artifact_location, tags) -> None:
+        path = self._new_project_path(name)
+        location = artifact_location or append_to_uri_path(self.artifact_root, experiment_id)
+        try:
+            db = self._db(path, create=True)
+            db.create_experiment(
+                experiment_id, name, location, get_current_time_millis(),
+                {tag.key: tag.value for tag in tags},
+            )
+        except DatabaseError as e:
+            raise _wrap_db_errors(e) from e
+        except OSError as e:
+            raise MlflowException(f"Cannot write {path}: {e}", INVALID_STATE) from e
+        self._experiment_paths[experiment_id] = path
+
+    # --- experiments ---------------------------------------------------------------------------
+
+    @staticmethod
+    def _to_experiment(experiment: dict) -> Experiment:
+        return Experiment(
+            experiment_id=experiment["experiment_id"],
+            name=experiment["name"],
+            artifact_location=experiment["artifact_location"],
+            lifecycle_stage=experiment["lifecycle_stage"],
+            tags=[ExperimentTag(k, v) for k, v in experiment["tags"].items()],
+            creation_time=experiment["creation_time"],
+            last_update_time=experiment["last_update_time"],
+        )
+
+    def create_experiment(self, name, artifact_location=None, tags=None):
+        _validate_experiment_name(name)
+        if artifact_location:
+            artifact_location = resolve_uri_if_local(artifact_location)
+            _validate_experiment_artifact_location_length(artifact_location)
+        for tag in tags or []:
+            _validate_experiment_tag(tag.key, tag.value)
+        with self._directory_lock():
+            experiments = self._experiments()
+            if any(e["name"] == name for _, e in experiments):
+                raise MlflowException(
+                    f"Experiment(name={name}) already exists.", RESOURCE_ALREADY_EXISTS
+                )
+            experiment_id = str(1 + max((int(e["experiment_id"]) for _, e in experiments), default=0))
+            self._create_experiment_file(experiment_id, name, artifact_location, tags or [])
+        return experiment_id
+
+    def get_experiment(self, experiment_id):
+        return self._to_experiment(self._experiment(_parse_experiment_id(experiment_id))[1])
+
+    def get_experiment_by_name(self, experiment_name):
+        # The file named after the experiment is the likely home; a rename can move the name.
+        path = self.data_dir / f"{project_stem(experiment_name)}.db"
+        if path.exists():
+            try:
+                experiment = self._db(path).experiment()
+                if experiment is not None and experiment["name"] == experiment_name:
+                    return self._to_experiment(experiment)
+            except DatabaseError:
+                pass
+        for _, experiment in self._experiments():
+            if experiment["name"] == experiment_name:
+                return self._to_experiment(experiment)
+        return None
+
+    def search_experiments(
+        self,
+        view_type=ViewType.ACTIVE_ONLY,
+        max_results=SEARCH_MAX_RESULTS_DEFAULT,
+        filter_string=None,
+        order_by=None,
+        page_token=None,
+    ):
+        _validate_max_results(max_results)
+        stages = set(LifecycleStage.view_type_to_stages(view_type))
+        experiments = [
+            self._to_experiment(e) for _, e in self._experiments() if e["lifecycle_stage"] in stages
+        ]
+        experiments = SearchExperimentsUtils.filter(experiments, filter_string)
+        # MLflow's SQL store sorts experiment ids as integers, and by default newest update first.
+        order_by = list(order_by or ["last_update_time DESC"])
+        by_number = sorted(experiments, key=lambda e: int(e.experiment_id))
+        keyed = [_NumericIdExperiment(e) for e in by_number]
+        ordered = [k.experiment for k in SearchExperimentsUtils.sort(keyed, order_by)]
+        page, token = SearchUtils.paginate(ordered, page_token, max_results)
+        return PagedList(page, token)
+
+    def _update_experiment(self, experiment_id, stages, require_active=False, **fields):
+        db, experiment = self._experiment(_parse_experiment_id(experiment_id), stages)
+        if require_active and experiment["lifecycle_stage"] != LifecycleStage.ACTIVE:
+            raise MlflowException(
+                f"The experiment {experiment_id} must be in the 'active' state. "
+                f"Current state is {experiment['lifecycle_stage']}.",
+                INVALID_PARAMETER_VALUE,
+            )
+        return db, experiment
+
+    def delete_experiment(self, experiment_id):
+        self._set_experiment_lifecycle(experiment_id, LifecycleStage.ACTIVE, LifecycleStage.DELETED)
+
+    def restore_experiment(self, experiment_id):
+        self._set_experiment_lifecycle(experiment_id, LifecycleStage.DELETED, LifecycleStage.ACTIVE)
+
+    def _set_experiment_lifecycle(self, experiment_id, current: str, new: str) -> None:
+        db, _ = self._experiment(_parse_experiment_id(experiment_id), [current])
+        now = get_current_time_millis()
+        with db.write() as conn:
+            db.update_experiment(conn, lifecycle_stage=new, last_update_time=now)
+            deleted = new == LifecycleStage.DELETED
+            db.set_runs_lifecycle(conn, new, now if deleted else None)
+
+    def rename_experiment(self, experiment_id, new_name):
+        _validate_experiment_name(new_name)
+        with self._directory_lock():
+            db, experiment = self._experiment(_parse_experiment_id(experiment_id))
+            if experiment["lifecycle_stage"] != LifecycleStage.ACTIVE:
+                raise MlflowException("Cannot rename a non-active experiment.", INVALID_STATE)
+            if new_name != experiment["name"] and self.get_experiment_by_name(new_name):
+                raise MlflowException(
+                    f"Experiment(name={new_name}) already exists.", RESOURCE_ALREADY_EXISTS
+                )
+            with db.write() as conn:
+                db.update_experiment(conn, name=new_name, last_update_time=get_current_time_millis())
+
+    def set_experiment_tag(self, experiment_id, tag):
+        _validate_experiment_tag(tag.key, tag.value)
+        db, _ = self._update_experiment(experiment_id, None, require_active=True)
+        with db.write() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO mlflow_experiment_tags VALUES (?, ?)", (tag.key, tag.value)
+            )
+
+    def delete_experiment_tag(self, experiment_id, key):
+        db, _ = self._update_experiment(experiment_id, None, require_active=True)
+        with db.write() as conn:
+            if conn.execute("DELETE FROM mlflow_experiment_tags WHERE key = ?", (key,)).rowcount == 0:
+                raise MlflowException(
+                    f"No tag with name: {key} in experiment with id {experiment_id}",
+                    RESOURCE_DOES_NOT_EXIST,
+                )
+
+    # --- runs ----------------------------------------------------------------------------------
+
+    def _locate_run(self, run_id: str, rescan: bool) -> ProjectDB:
+        path = None if rescan else self._run_paths.get(run_id)
+        if path is not None:
+            return self._db(path)
+        for db in self._project_dbs():
+            if db.has_run(run_id):
+                self._run_paths[run_id] = db.path
+                return db
+        raise MlflowException(f"Run with id={run_id} not found", RESOURCE_DOES_NOT_EXIST)
+
+    @contextmanager
+    def _run_tx(self, run_id: str, write: bool = True, active: bool = True):
+        """The run's database, an open transaction and (lifecycle, name, status, end_time)."""
+        for rescan in (False, True):
+            db = self._locate_run(run_id, rescan)
+            with db.write() if write else db.read() as conn:
+                state = db.run_state(conn, run_id)
+                if state is None:
+                    continue
+                if active and state[0] != LifecycleStage.ACTIVE:
+                    raise MlflowException(
+                        f"The run {run_id} must be in the 'active' state. "
+                        f"Current state is {state[0]}.",
+                        INVALID_PARAMETER_VALUE,
+                    )
+                yield db, conn, state
+                return
+        raise MlflowException(f"Run with id={run_id} not found", RESOURCE_DOES_NOT_EXIST)
+
+    def create_run(self, experiment_id, user_id, start_time, tags, run_name):
+        db, experiment = self._experiment(experiment_id)
+        if experiment["lifecycle_stage"] != LifecycleStage.ACTIVE:
+            raise MlflowException(
+                f"The experiment {experiment['experiment_id']} must be in the 'active' state. "
+                f"Current state is {experiment['lifecycle_stage']}.",
+                INVALID_PARAMETER_VALUE,
+            )
+        tags = list(tags or [])
+        for tag in tags:
+            _validate_tag(tag.key, tag.value)
+        name_tag = next((t.value for t in reversed(tags) if t.key == MLFLOW_RUN_NAME), None)
+        if run_name and name_tag and run_name != name_tag:
+            raise MlflowException(
+                "Both 'run_name' argument and 'mlflow.runName' tag are specified, but with "
+                f"different values (run_name='{run_name}', mlflow.runName='{name_tag}').",
+                INVALID_PARAMETER_VALUE,
+            )
+        run_name = run_name or name_tag or _generate_random_name()
+        if not name_tag:
+            tags.append(RunTag(MLFLOW_RUN_NAME, run_name))
+        import uuid
+
+        run_id = uuid.uuid4().hex
+        row = {
+            "run_id": run_id,
+            "name": run_name,
+            "user_id": user_id,
+            "status": RunStatus.to_string(RunStatus.RUNNING),
+            "start_time": start_time,
+            "artifact_uri": append_to_uri_path(
+                experiment["artifact_location"], run_id, _ARTIFACTS_FOLDER
+            ),
+        }
+        try:
+            with db.write() as conn:
+                db.insert_run(conn, row, [(t.key, t.value) for t in tags])
+                self._refresh_config(db, conn, run_id)
+        except DatabaseError as e:
+            raise _wrap_db_errors(e) from e
+        self._run_paths[run_id] = db.path
+        return self.get_run(run_id)
+
+    def get_run(self, run_id):
+        _validate_run_id(run_id)
+        db = self._locate_run(run_id, rescan=False)
+        loaded = db.load_runs([run_id]).get(run_id)
+        if loaded is None:
+            db = self._locate_run(run_id, rescan=True)
+            loaded = db.load_runs([run_id])[run_id]
+        experiment_id = db.experiment()["experiment_id"]
+        return self._to_run(experiment_id, loaded)
+
+    @staticmethod
+    def _to_run(experiment_id: str, loaded: dict) -> Run:
+        run_id, name, user_id, status, start_time, end_time, stage, artifact_uri = loaded["info"]
+        info = RunInfo(
+            run_id=run_id,
+            experiment_id=experiment_id,
+            user_id=user_id,
+            status=status,
+            start_time=start_time,
+            end_time=end_time,
+            lifecycle_stage=stage,
+            artifact_uri=artifact_uri,
+            run_name=name,
+        )
+        metrics = [
+            Metric(key, float("nan") if is_nan else value, timestamp, step)
+            for key, value, timestamp, step, is_nan in loaded["metrics"]
+        ]
+        data = RunData(
+            metrics=metrics,
+            params=[Param(k, v) for k, v in loaded["params"].items()],
+            tags=[RunTag(k, v) for k, v in loaded["tags"].items()],
+        )
+        inputs = [
+            DatasetInput(
+                Dataset(*item["dataset"]), [InputTag(k, v) for k, v in item["tags"]]
+            )
+            for item in loaded["inputs"].values()
+        ]
+        outputs = [LoggedModelOutput(model_id, step) for model_id, step in loaded["outputs"]]
+        return Run(info, data, RunInputs(dataset_inputs=inputs), RunOutputs(outputs))
+
+    def update_run_info(self, run_id, run_status, end_time, run_name):
+        with self._run_tx(run_id) as (db, conn, _):
+            fields = {}
+            if run_status is not None:
+                fields["status"] = RunStatus.to_string(run_status)
+            if end_time is not None:
+                fields["end_time"] = end_time
+            if run_name:
+                fields["name"] = run_name
+                db.set_tags(conn, run_id, [(MLFLOW_RUN_NAME, run_name)])
+            if fields:
+                db.update_run(conn, run_id, **fields)
+                self._refresh_config(db, conn, run_id)
+            row = conn.execute(
+                "SELECT run_id, name, user_id, status, start_time, end_time, lifecycle_stage, "
+                "artifact_uri FROM mlflow_runs WHERE run_id = ?",
+                (run_id,),
+            ).fetchone()
+        experiment_id = db.experiment()["experiment_id"]
+        return self._to_run(
+            experiment_id,
+            {"info": row, "metrics": [], "params": {}, "tags": {}, "inputs": {}, "outputs": []},
+        ).info
+
+    def delete_run(self, run_id):
+        with self._run_tx(run_id, active=False) as (db, conn, _):
+            db.update_run(
+                conn, run_id, lifecycle_stage=LifecycleStage.DELETED,
+                deleted_time=get_current_time_millis(),
+            )
+            self._refresh_config(db, conn, run_id)
+
+    def restore_run(self, run_id):
+        with self._run_tx(run_id, active=False) as (db, conn, _):
+            db.update_run(conn, run_id, lifecycle_stage=LifecycleStage.ACTIVE, deleted_time=None)
+            self._refresh_config(db, conn, run_id)
+
+    def set_tag(self, run_id, tag):
+        self.log_batch(run_id, metrics=[], params=[], tags=[tag])
+
+    def delete_tag(self, run_id, key):
+        with self._run_tx(run_id) as (db, conn, _):
+            if not db.delete_tag(conn, run_id, key):
+                raise MlflowException(
+                    f"No tag with name: {key} in run with id {run_id}", RESOURCE_DOES_NOT_EXIST
+                )
+            self._refresh_config(db, conn, run_id)
+
+    def _refresh_config(self, db: ProjectDB, conn, run_id: str) -> None:
+        """Rewrite the run's Trackio config: params as top-level keys (as the dashboard shows
+        configs), MLflow's tags and state under ``_mlflow_*`` keys, and the parent run's name as
+        ``_Group`` so nested runs group under their parent."""
+        run, params, tags = db.run_config_sources(conn, run_id)
+        name, user_id, status, start_time, stage = run
+        parent_id = tags.get(MLFLOW_PARENT_RUN_ID)
+        group = (db.run_name(conn, parent_id) or parent_id) if parent_id else None
+        config = {
+            **params,
+            "_Username": tags.get(MLFLOW_USER, user_id),
+            "_Created": _db.iso_from_ms(start_time or 0),
+            "_Group": group,
+            "_mlflow_run_id": run_id,
+            "_mlflow_status": status,
+            "_mlflow_lifecycle_stage": stage,
+            "_mlflow_tags": tags,
+        }
+        db.write_config(conn, run_id, name, config, start_time or 0)
+
+    # --- logging -------------------------------------------------------------------------------
+
+    def log_batch(self, run_id, metrics, params, tags):
+        _validate_run_id(run_id)
+        metrics = list(metrics)
+        _validate_batch_log_limits(metrics, params, tags)
+        _check_metrics(metrics)
+        params = [_validate_param(p.key, p.value, path=f"params[{i}]") for i, p in enumerate(params)]
+        tags = [_validate_tag(t.key, t.value, path=f"tags[{i}]") for i, t in enumerate(tags)]
+        _validate_param_keys_unique(params)
+        try:
+            with self._run_tx(run_id) as (db, conn, state):
+                run_name = state[1]
+                if params:
+                    self._log_params(db, conn, run_id, params)
+                if metrics:
+                    self._log_metrics(db, conn, run_id, run_name, metrics)
+                if tags:
+                    new_name = next((t.value for t in reversed(tags) if t.key == MLFLOW_RUN_NAME), None)
+                    if new_name:
+                        db.update_run(conn, run_id, name=new_name)
+                    # Later duplicates of a key win, as in MLflow.
+                    db.set_tags(conn, run_id, {t.key: t.value for t in tags}.items())
+                if params or tags:
+                    self._refresh_config(db, conn, run_id)
+        except DatabaseError as e:
+            raise _wrap_db_errors(e) from e
+
+    @staticmethod
+    def _log_params(db: ProjectDB, conn, run_id: str, params: list[Param]) -> None:
+        existing = db.params(conn, run_id, [p.key for p in params])
+        changed = [
+            {"key": p.key, "old_value": existing[p.key], "new_value": p.value}
+            for p in params
+            if p.key in existing and existing[p.key] != p.value
+        ]
+        if changed:
+            raise MlflowException(
+                "Changing param values is not allowed. Params were already"
+                f" logged='{changed}' for run ID='{run_id}'.",
+                INVALID_PARAMETER_VALUE,
+            )
+        db.insert_params(conn, run_id, [(p.key, p.value) for p in params if p.key not in existing])
+
+    @staticmethod
+    def _log_metrics(db: ProjectDB, conn, run_id: str, run_name: str, metrics: list) -> None:
+        # One point per (key, step, timestamp, value), as MLflow's SQL store keeps them.
+        points: dict[tuple, tuple] = {}
+        for m in metrics:
+            value = float(m.value)
+            identity = (m.key, m.step, m.timestamp, value if value == value else "nan")
+            points.setdefault(identity, (m.key, value, m.timestamp, m.step))
+        first_ms = min(p[2] for p in points.values())
+        last_ms = max(p[2] for p in points.values())
+        has_system = any(key.startswith(SYSTEM_PREFIX) for key, *_ in points.values())
+        tables = ("metrics", "system_metrics") if has_system else ("metrics",)
+        for table in tables:
+            prefix = SYSTEM_PREFIX if table == "system_metrics" else ""
+            for step, timestamp_ms, text in db.existing_points(conn, table, run_id, first_ms, last_ms):
+                for trackio_key, raw in json.loads(text).items():
+                    if table == "system_metrics" and trackio_key == "step":
+                        continue
+                    value = _db.number_from_json(raw)
+                    key = prefix + _db.mlflow_metric_key(trackio_key)
+                    points.pop((key, step, timestamp_ms, value if value == value else "nan"), None)
+        if not points:
+            return
+
+        # Trackio rows: the points of one (step, timestamp) share a row, one value per key.
+        rows: dict[tuple[bool, int, int], list[dict[str, str]]] = {}
+        latest: dict[str, tuple] = {}
+        for key, value, timestamp_ms, step in points.values():
+            system = key.startswith(SYSTEM_PREFIX)
+            trackio_key = _db.trackio_metric_key(key[len(SYSTEM_PREFIX):] if system else key)
+            group = rows.setdefault((system, step, timestamp_ms), [{}])
+            if trackio_key in group[-1]:
+                group.append({})
+            group[-1][trackio_key] = _db.json_number(value)
+            rank = (step, timestamp_ms, _sanitized(value))
+            if key not in latest or rank > latest[key][0]:
+                latest[key] = (rank, value)
+
+        metric_rows, system_rows = [], []
+        for (system, step, timestamp_ms), group in rows.items():
+            for row in group:
+                if system:
+                    row["step"] = str(step)
+                text = "{" + ",".join(f"{_json_key(k)}:{v}" for k, v in row.items()) + "}"
+                (system_rows if system else metric_rows).append((step, timestamp_ms, text))
+        if metric_rows:
+            db.insert_metric_rows(conn, run_id, run_name, metric_rows)
+        if system_rows:
+            db.insert_system_rows(conn, run_id, run_name, system_rows)
+        db.upsert_latest_metrics(
+            conn,
+            run_id,
+            [
+                (key, None if value != value else value, rank[1], rank[0], int(value != value))
+                for key, (rank, value) in latest.items()
+            ],
+        )
+
+    def get_metric_history(self, run_id, metric_key, max_results=None, page_token=None):
+        with self._run_tx(run_id, write=False, active=False) as (db, _, _):
+            pass
+        system = metric_key.startswith(SYSTEM_PREFIX)
+        trackio_key = _db.trackio_metric_key(metric_key[len(SYSTEM_PREFIX):] if system else metric_key)
+        points = db.metric_history(run_id, trackio_key, system)
+        values = [(step, ts, _db.number_from_json(raw)) for step, ts, raw in points]
+        # MLflow's SQL store orders by (timestamp, step, value) with NaN stored as 0.
+        values.sort(key=lambda p: (p[1], p[0], _sanitized(p[2])))
+        offset = SearchUtils.parse_start_offset_from_page_token(page_token)
+        end = len(values) if max_results is None else offset + max_results
+        token = SearchUtils.create_page_token(end) if end < len(values) else None
+        page = [Metric(metric_key, value, ts, step) for step, ts, value in values[offset:end]]
+        return PagedList(page, token)
+
+    def log_inputs(self, run_id, datasets=None, models=None):
+        _validate_run_id(run_id)
+        if datasets is not None:
+            if not isinstance(datasets, list):
+                raise TypeError(f"Argument 'datasets' should be a list, got '{type(datasets)}'")
+            _validate_dataset_inputs(datasets)
+        unique: dict[tuple, DatasetInput] = {}
+        for dataset_input in datasets or []:
+            if dataset_input.dataset is None:
+                raise MlflowException(
+                    "Dataset input must have a dataset associated with it.", INVALID_PARAMETER_VALUE
+                )
+            key = (dataset_input.dataset.name, dataset_input.dataset.digest)
+            unique.setdefault(key, dataset_input)
+        with self._run_tx(run_id) as (db, conn, _):
+            db.log_inputs(
+                conn,
+                run_id,
+                [
+                    (
+                        {f: getattr(d.dataset, f) for f in _DATASET_FIELDS},
+                        [(t.key, t.value) for t in d.tags],
+                    )
+                    for d in unique.values()
+                ],
+            )
+
+    def log_outputs(self, run_id, models):
+        with self._run_tx(run_id) as (db, conn, _):
+            db.log_outputs(conn, run_id, [(m.model_id, m.step) for m in models])
+
+    def link_traces_to_run(self, trace_ids, run_id):
+        if not trace_ids:
+            return
+        if len(trace_ids) > 100:
+            raise MlflowException(
+                "Cannot link more than 100 traces to a run in a single request. "
+                f"Provided {len(trace_ids)} traces.",
+                INVALID_PARAMETER_VALUE,
+            )
+        with self._run_tx(run_id, active=False) as (db, conn, _):
+            db.link_traces(conn, run_id, list(trace_ids))
+
+    # --- search --------------------------------------------------------------------------------
+
+    def _search_runs(
+        self, experiment_ids, filter_string, run_view_type, max_results, order_by, page_token
+    ):
+        _validate_max_results(max_results, allow_null=True)
+        clauses = [_clause(c) for c in SearchUtils.parse_search_filter(filter_string)]
+        orders = [_order(o) for o in order_by or []]
+        seen = set()
+        for kind, key, _ in orders:
+            if (kind, key) in seen:
+                raise MlflowException(f"`order_by` contains duplicate fields: {order_by}")
+            seen.add((kind, key))
+        stages = LifecycleStage.view_type_to_stages(run_view_type)
+        offset = SearchUtils.parse_start_offset_from_page_token(page_token)
+
+        found: list[tuple] = []  # (row, db, experiment_id)
+        for experiment_id in dict.fromkeys(str(_parse_experiment_id(e)) for e in experiment_ids):
+            located = self._find_experiment(experiment_id)
+            if located is None:
+                continue
+            db = located[0]
+            rows = db.search_runs(stages, clauses, [(kind, key) for kind, key, _ in orders])
+            found.extend((row, db, experiment_id) for row in rows)
+
+        # The SQL store's order: each order key (present values first, then NaN, then missing),
+        # then start_time descending unless ordered by it, then run id. Stable sorts, last first.
+        found.sort(key=lambda item: item[0][0])
+        if not any(kind == "attribute" and key == "start_time" for kind, key, _ in orders):
+            found.sort(key=lambda item: item[0][1] if item[0][1] is not None else -math.inf, reverse=True)
+        for i in reversed(range(len(orders))):
+            kind, key, ascending = orders[i]
+            blank = "" if _is_text_order(kind, key) else 0
+            found.sort(
+                key=lambda item: item[0][3 + 2 * i] if item[0][2 + 2 * i] == 0 else blank,
+                reverse=not ascending,
+            )
+            found.sort(key=lambda item: item[0][2 + 2 * i])
+
+        end = len(found) if max_results is None else offset + max_results
+        token = SearchUtils.create_page_token(end) if end < len(found) else None
+        page = found[offset:end]
+        by_db: dict[Path, list[str]] = {}
+        for row, db, _ in page:
+            by_db.setdefault(db.path, []).append(row[0])
+        loaded = {}
+        for path, run_ids in by_db.items():
+            loaded.update(self._db(path).load_runs(run_ids))
+        runs = [self._to_run(experiment_id, loaded[row[0]]) for row, _, experiment_id in page]
+        return runs, token
+
+
+class _NumericIdExperiment:
+    """Sort view of an experiment whose id compares as the integer it is."""
+
+    def __init__(self, experiment: Experiment):
+        self.experiment = experiment
+        self.experiment_id = int(experiment.experiment_id)
+        self.name = experiment.name
+        self.creation_time = experiment.creation_time
+        self.last_update_time = experiment.last_update_time
+
+
+def _json_key(key: str) -> str:
+    return json.dumps(key, ensure_ascii=False)
+
+
+def _parse_experiment_id(experiment_id) -> str:
+    try:
+        return str(int(experiment_id))
+    except (TypeError, ValueError):
+        raise MlflowException(
+            f"Invalid experiment ID '{experiment_id}'. Experiment ID must be a valid integer.",
+            INVALID_PARAMETER_VALUE,
+        ) from None
+
+
+def _validate_max_results(max_results, allow_null=False) -> None:
+    if (not allow_null and max_results is None) or (max_results is not None and max_results < 1):
+        raise MlflowException(
+            f"Invalid value {max_results} for parameter 'max_results' supplied. It must be "
+            "a positive integer",
+            INVALID_PARAMETER_VALUE,
+        )
+    if max_results is not None and max_results > SEARCH_MAX_RESULTS_THRESHOLD:
+        raise MlflowException(
+            f"Invalid value {max_results} for parameter 'max_results' supplied. It must be at "
+            f"most {SEARCH_MAX_RESULTS_THRESHOLD}",
+            INVALID_PARAMETER_VALUE,
+        )
+
+
+def _check_metrics(metrics: list) -> None:
+    """MLflow's metric validation, with names checked once per distinct key (the hot path)."""
+    for index, m in enumerate(metrics):
+        value, timestamp, step = m.value, m.timestamp, m.step
+        if (
+            type(value) in (float, int)
+            and type(timestamp) is int
+            and timestamp >= 0
+            and type(step) is int
+            and type(m.key) is str
+        ):
+            try:
+                _checked_metric_key(m.key)
+                continue
+            except MlflowException:
+                pass
+        _validate_metric(m.key, value, timestamp, step, path=f"metrics[{index}]")
+
+
+def _clause(parsed: dict) -> tuple:
+    """A parsed MLflow filter clause as (kind, key, comparator, value) for ``_db``."""
+    kind, comparator, value = parsed["type"], parsed["comparator"].upper(), parsed["value"]
+    key = SearchUtils.translate_key_alias(parsed["key"])
+    if SearchUtils.is_metric(kind, comparator):
+        return ("metric", key, comparator, float(value))
+    if SearchUtils.is_param(kind, comparator):
+        return ("param", key, comparator, value)
+    if SearchUtils.is_tag(kind, comparator):
+        return ("tag", key, comparator, value)
+    if SearchUtils.is_string_attribute(kind, key, comparator):
+        if key == "run_name":
+            return ("run_name", key, comparator, value)
+        return ("attribute", "run_id" if key == "run_id" else key, comparator, value)
+    if SearchUtils.is_numeric_attribute(kind, key, comparator):
+        return ("attribute", key, comparator, int(value) if isinstance(value, str) else value)
+    if SearchUtils.is_dataset(kind, comparator):
+        return ("dataset_context" if key == "context" else "dataset", key, comparator, value)
+    raise MlflowException(f"Invalid search expression type '{kind}'", INVALID_PARAMETER_VALUE)
+
+
+def _order(order_by: str) -> tuple[str, str, bool]:
+    kind, key, ascending = SearchUtils.parse_order_by_for_search_runs(order_by)
+    key = SearchUtils.translate_key_alias(key)
+    if kind == "attribute":
+        return ("attribute", "name" if key == "run_name" else key, ascending)
+    if kind not in ("metric", "parameter", "tag"):
+        raise MlflowException(f"Invalid identifier type '{kind}'", INVALID_PARAMETER_VALUE)
+    return ("param" if kind == "parameter" else kind, key, ascending)
+
+
+def _is_text_order(kind: str, key: str) -> bool:
+    return kind in ("param", "tag") or (kind == "attribute" and key in _STRING_ATTRIBUTES | {"name"})
+
+
+# --- what the store does not keep -----------------------------------------------------------
+
+# Base-class methods that already work on top of the methods above.
+_INHERITED_OK = {
+    "log_metric", "log_param", "log_metric_async", "log_param_async", "set_tag_async",
+    "log_batch_async", "end_async_logging", "flush_async_logging", "shut_down_async_logging",
+    "search_runs", "get_metric_history_bulk_interval_from_steps",
+    "get_metric_history_bulk_interval", "supports_workspaces", "supports_trace_archival",
+}
+# Listing calls that MLflow's UI and server make: an empty answer, not an error.
+_EMPTY_LISTINGS = {
+    "search_logged_models": lambda *a, **k: PagedList([], None),
+    "search_traces": lambda *a, **k: ([], None),
+    "search_datasets": lambda *a, **k: PagedList([], None),
+    "list_scorers": lambda *a, **k: [],
+    "list_scorers_across_experiments": lambda *a, **k: [],
+    "filter_active_experiment_ids": None,  # implemented below
+}
+
+
+def _unsupported(name: str):
+    def method(self, *args, **kwargs):
+        raise MlflowException(
+            f"The Trackio tracking store does not support '{name}': it keeps experiments, runs, "
+            "params, tags, metrics, datasets and artifacts. Use a SQL tracking store for the "
+            "model registry, logged models, traces and GenAI features.",
+            NOT_IMPLEMENTED,
+        )
+
+    method.__name__ = name
+    return method
+
+
+def _filter_active_experiment_ids(self, experiment_ids):
+    active = []
+    for experiment_id in experiment_ids:
+        found = self._find_experiment(str(experiment_id))
+        if found and found[1]["lifecycle_stage"] == LifecycleStage.ACTIVE:
+            active.append(experiment_id)
+    return active
+
+
+def _install_unsupported() -> None:
+    """Make every base-class method the store does not implement fail loudly, never return None
+    by accident (AbstractStore's abstract methods are not enforced)."""
+    own = set(vars(TrackioStore))
+    for klass in AbstractStore.__mro__:
+        for name, member in vars(klass).items():
+            if name.startswith("_") or name in own or name in _INHERITED_OK:
+                continue
+            if not inspect.isfunction(member):
+                continue
+            if name == "filter_active_experiment_ids":
+                setattr(TrackioStore, name, _filter_active_experiment_ids)
+            elif name in _EMPTY_LISTINGS:
+                setattr(TrackioStore, name, _EMPTY_LISTINGS[name])
+            else:
+                setattr(TrackioStore, name, _unsupported(name))
+            own.add(name)
+
+
+_install_unsupported()

@@ -1,0 +1,63 @@
+"""``trackio://`` URI parsing: which data directory a store URI names."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from urllib.parse import urlparse
+
+SCHEME = "trackio"
+
+URI_FORMS = (
+    "'trackio://' (Trackio's default data directory: $TRACKIO_DIR, else $HF_HOME/trackio) or "
+    "'trackio:///absolute/path/to/dir'"
+)
+
+
+def default_trackio_dir() -> Path:
+    """The directory Trackio itself uses: ``$TRACKIO_DIR``, else ``$HF_HOME/trackio``.
+
+    Resolved the way ``huggingface_hub`` resolves ``HF_HOME`` (``$XDG_CACHE_HOME/huggingface``,
+    else ``~/.cache/huggingface``), without importing it.
+    """
+    if os.environ.get("TRACKIO_DIR"):
+        return Path(os.environ["TRACKIO_DIR"]).expanduser()
+    hf_home = os.environ.get("HF_HOME")
+    if not hf_home:
+        cache = os.environ.get("XDG_CACHE_HOME") or os.path.join("~", ".cache")
+        hf_home = os.path.join(cache, "huggingface")
+    return Path(hf_home).expanduser() / "trackio"
+
+
+def data_dir_from_uri(store_uri: str) -> Path:
+    """Return the data directory of a ``trackio`` store URI.
+
+    >>> data_dir_from_uri("trackio:///tmp/runs")
+    PosixPath('/tmp/runs')
+    """
+    from mlflow.exceptions import MlflowException
+
+    def bad(why: str) -> MlflowException:
+        return MlflowException.invalid_parameter_value(
+            f"Invalid Trackio store URI {store_uri!r}: {why}. Use {URI_FORMS}."
+        )
+
+    if not isinstance(store_uri, str):
+        raise bad("not a string")
+    parsed = urlparse(store_uri)
+    if parsed.scheme != SCHEME:
+        raise bad(f"the scheme must be '{SCHEME}'")
+    if parsed.netloc:
+        raise bad(
+            f"it names a host ({parsed.netloc!r}); a Trackio store is a local directory, "
+            "and remote machines reach it through 'mytracker server' over http://"
+        )
+    if parsed.query or parsed.params or parsed.fragment:
+        raise bad("query strings, parameters and fragments are not supported")
+    if not parsed.path:
+        if store_uri.rstrip("/") != "trackio:" or not store_uri.endswith("//"):
+            raise bad("no directory given")
+        return default_trackio_dir()
+    if not parsed.path.startswith("/"):
+        raise bad("the path is relative")
+    return Path(os.path.normpath(parsed.path))
