@@ -1,0 +1,52 @@
+"""Shared test set-up: every test runs against real MLflow and real Trackio files.
+
+Trackio reads ``TRACKIO_DIR`` once, at import, so the session's Trackio home is fixed here,
+before anything imports trackio; tests that look at data through Trackio's own reader or
+dashboard write into that directory (``trackio_home``) under unique experiment names.
+"""
+
+import os
+import tempfile
+import uuid
+
+_HOME = tempfile.mkdtemp(prefix="mytracker-tests-")
+os.environ["TRACKIO_DIR"] = os.path.join(_HOME, "trackio")
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ.pop("MLFLOW_TRACKING_URI", None)
+os.environ.pop("TRACKIO_BUCKET_ID", None)
+os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
+
+import mlflow  # noqa: E402
+import pytest  # noqa: E402
+
+
+@pytest.fixture
+def data_dir(tmp_path):
+    """A fresh Trackio data directory."""
+    return tmp_path / "trackio-data"
+
+
+@pytest.fixture
+def store_uri(data_dir):
+    return f"trackio://{data_dir}"
+
+
+@pytest.fixture
+def trackio_home():
+    """Trackio's own data directory for this session (what `trackio show` would read)."""
+    return os.environ["TRACKIO_DIR"]
+
+
+@pytest.fixture
+def unique_name():
+    return f"exp-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def tracking(store_uri):
+    """Point MLflow at a fresh trackio:// store for one test, and put it back afterwards."""
+    mlflow.set_tracking_uri(store_uri)
+    yield store_uri
+    while mlflow.active_run():
+        mlflow.end_run()
+    mlflow.set_tracking_uri(None)
