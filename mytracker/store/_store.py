@@ -312,8 +312,8 @@ class TrackioStore(AbstractStore):
             self._to_experiment(e) for _, e in self._experiments() if e["lifecycle_stage"] in stages
         ]
         experiments = SearchExperimentsUtils.filter(experiments, filter_string)
-        # MLflow's SQL store sorts experiment ids as integers, and by default newest update first.
-        order_by = list(order_by or ["last_update_time DESC"])
+        # MLflow's SQL store sorts experiment ids as integers, by default newest first.
+        order_by = list(order_by or ["creation_time DESC", "experiment_id ASC"])
         by_number = sorted(experiments, key=lambda e: int(e.experiment_id))
         keyed = [_NumericIdExperiment(e) for e in by_number]
         ordered = [k.experiment for k in SearchExperimentsUtils.sort(keyed, order_by)]
@@ -661,8 +661,13 @@ class TrackioStore(AbstractStore):
         )
 
     def get_metric_history(self, run_id, metric_key, max_results=None, page_token=None):
-        with self._run_tx(run_id, write=False, active=False) as (db, _, _):
-            pass
+        try:
+            with self._run_tx(run_id, write=False, active=False) as (db, _, _):
+                pass
+        except MlflowException as e:
+            if e.error_code != "RESOURCE_DOES_NOT_EXIST":
+                raise
+            return PagedList([], None)  # as MLflow's SQL store answers for an unknown run
         system = metric_key.startswith(SYSTEM_PREFIX)
         trackio_key = _db.trackio_metric_key(metric_key[len(SYSTEM_PREFIX):] if system else metric_key)
         points = db.metric_history(run_id, trackio_key, system)

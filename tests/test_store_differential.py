@@ -1,0 +1,295 @@
+"""The same MLflow calls against MLflow's own SQLite store and against trackio://: every answer
+and every error code must be the same.
+
+Ids differ between stores, so runs and experiments are compared by the order they were made in.
+One deliberate difference: MLflow's SQL store returns +/-inf metrics as +/-1.7976931348623157e308
+(it cannot store infinities); the Trackio store keeps them exact, so infinities are mapped to
+MLflow's stand-ins before comparing.
+"""
+
+import math
+import re
+
+import mlflow
+import pytest
+from mlflow import MlflowClient
+from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, RunTag, ViewType
+from mlflow.exceptions import MlflowException
+
+MAX = 1.7976931348623157e308
+T0 = 1_700_000_000_000
+
+
+def _value(v):
+    if isinstance(v, float) and math.isinf(v):
+        return MAX if v > 0 else -MAX
+    if isinstance(v, float) and math.isnan(v):
+        return "nan"
+    return v
+
+
+class Recorder:
+    """Runs calls against one store and records normalized outcomes."""
+
+    def __init__(self, uri):
+        self.client = MlflowClient(tracking_uri=uri)
+        self.runs: dict[str, int] = {}
+        self.experiments: dict[str, int] = {"0": 0}
+        self.log: list = []
+        self.generated: set[str] = set()  # generated run names differ by store
+
+    def rid(self, i):
+        return next(run_id for run_id, n in self.runs.items() if n == i)
+
+    def eid(self, i):
+        return next(e for e, n in self.experiments.items() if n == i)
+
+    def call(self, label, fn, *args, **kwargs):
+        label = re.sub("[0-9a-f]{32}", "<id>", label)
+        try:
+            result = fn(*args, **kwargs)
+        except MlflowException as e:
+            self.log.append((label, "error", e.error_code))
+            return None
+        self.log.append((label, self.normalize(result)))
+        return result
+
+    def normalize(self, obj):
+        from mlflow.entities import Experiment, Run, RunInfo
+        from mlflow.store.entities.paged_list import PagedList
+
+        if isinstance(obj, PagedList):
+            return [self.normalize(x) for x in obj], obj.token is not None
+        if isinstance(obj, list):
+            return [self.normalize(x) for x in obj]
+        if isinstance(obj, Run):
+            return (
+                self.normalize(obj.info),
+                sorted((k, _value(v)) for k, v in obj.data.metrics.items()),
+                sorted(obj.data.params.items()),
+                sorted(
+                    (k, self.runs.get(v, "<generated>" if v in self.generated else v)
+                     if k in ("mlflow.parentRunId", "mlflow.runName") else v)
+                    for k, v in obj.data.tags.items()
+                ),
+                [
+                    (d.dataset.name, d.dataset.digest, d.dataset.source_type, d.dataset.source,
+                     d.dataset.schema, d.dataset.profile, [(t.key, t.value) for t in d.tags])
+                    for d in obj.inputs.dataset_inputs
+                ],
+            )
+        if isinstance(obj, RunInfo):
+            return (
+                self.runs.get(obj.run_id, "?"), self.experiments.get(obj.experiment_id, "?"),
+                "<generated>" if obj.run_name in self.generated else obj.run_name, obj.status, obj.start_time, obj.end_time, obj.lifecycle_stage,
+                obj.user_id,
+            )
+        if isinstance(obj, Experiment):
+            return (
+                self.experiments.get(obj.experiment_id, "?"), obj.name, obj.lifecycle_stage,
+                sorted(obj.tags.items()),
+            )
+        if isinstance(obj, Metric):
+            return (obj.key, _value(obj.value), obj.timestamp, obj.step)
+        return obj
+
+
+def scenario(uri):
+    r = Recorder(uri)
+    c = r.client
+
+    for name in ["alpha", "beta", "gamma"]:
+        eid = r.call(f"create {name}", c.create_experiment, name, tags={"team": name[0]})
+        r.experiments[eid] = len(r.experiments)
+    r.call("duplicate experiment", c.create_experiment, "alpha")
+    r.call("bad name", c.create_experiment, "")
+    r.call("get by name", c.get_experiment_by_name, "beta")
+    r.call("get missing by name", c.get_experiment_by_name, "nope")
+    r.call("get unknown id", c.get_experiment, "987654")
+    r.call("get bad id", c.get_experiment, "abc")
+    r.call("set exp tag", c.set_experiment_tag, r.eid(1), "k", "v")
+    r.call("delete exp tag", c.delete_experiment_tag, r.eid(1), "k")
+    r.call("delete missing exp tag", c.delete_experiment_tag, r.eid(1), "k")
+    r.call("rename", c.rename_experiment, r.eid(3), "gamma2")
+    r.call("get renamed", c.get_experiment_by_name, "gamma2")
+    r.call("old name gone", c.get_experiment_by_name, "gamma")
+
+    # Runs with explicit times, so both stores see identical inputs.
+    original_normalize = r.normalize
+
+    def remember_generated(obj):
+        from mlflow.entities import Run
+
+        if isinstance(obj, Run) and re.fullmatch(r"[a-z]+-[a-z]+-\d+", obj.info.run_name):
+            r.generated.add(obj.info.run_name)
+        return original_normalize(obj)
+
+    r.normalize = remember_generated
+    for i in range(12):
+        exp = r.eid(1 + i % 2)
+        tags = {"kind": "odd" if i % 2 else "even", "i": str(i)}
+        if i >= 10:
+            tags["mlflow.parentRunId"] = r.rid(0)
+        run = r.call(
+            f"create run {i}", c.create_run, exp, start_time=T0 + i * 1000, tags=tags,  # unique: ties would fall to random ids
+            run_name=f"run-{i:02d}" if i != 7 else None,
+        )
+        r.runs[run.info.run_id] = i
+        # The generated name differs by store: pin it for comparison.
+        if i == 7:
+            r.call("rename generated", c.update_run, run.info.run_id, name="run-07")
+    for i, run_id in [(i, r.rid(i)) for i in range(12)]:
+        metrics = [
+            Metric("loss", 1.0 / (i + 1) + s / 100, T0 + s, s) for s in range(5)
+        ] + [Metric("acc", float(i) / 10, T0 + 10, 0)]
+        if i == 3:
+            metrics += [Metric("weird", math.nan, T0, 0), Metric("big", math.inf, T0, 0),
+                        Metric("small", -math.inf, T0, 0)]
+        if i == 4:
+            metrics += [Metric("acc", math.nan, T0 + 20, 1)]
+        params = [Param("lr", str(0.1 * (i % 3))), Param("opt", "adam" if i % 2 else "sgd")]
+        r.call(f"log_batch {i}", c.log_batch, run_id, metrics=metrics, params=params,
+               tags=[RunTag("t", f"v{i % 4}")])
+    run0 = r.rid(0)
+    r.call("relog same param", c.log_param, run0, "lr", "0.0")
+    r.call("relog other param", c.log_param, run0, "lr", "9")
+    r.call("duplicate point", c.log_batch, run0, metrics=[Metric("loss", 1.0, T0, 0)] * 2)
+    r.call("same step new ts", c.log_metric, run0, "loss", 0.5, timestamp=T0 + 1, step=0)
+    r.call("history", c.get_metric_history, run0, "loss")
+    r.call("history nan", c.get_metric_history, r.rid(3), "weird")
+    r.call("history inf", c.get_metric_history, r.rid(3), "big")
+    r.call("history missing key", c.get_metric_history, run0, "nope")
+    r.call("history unknown run", c.get_metric_history, "0" * 32, "loss")
+    r.call("bad metric name", c.log_metric, run0, "bad//name", 1.0)
+    r.call("bad metric value", c.log_batch, run0, metrics=[Metric("x", "one", T0, 0)])
+    r.call("bad tag key", c.set_tag, run0, "../x", "v")
+    r.call("long param", c.log_param, run0, "p" * 300, "v")
+    r.call("duplicate param keys", c.log_batch, run0, params=[Param("d", "1"), Param("d", "2")])
+    r.call("too many metrics", c.log_batch, run0, metrics=[Metric("m", 1.0, T0, s) for s in range(1001)])
+    r.call("unknown run", c.get_run, "f" * 32)
+    r.call("set tag", c.set_tag, r.rid(1), "extra", "yes")
+    r.call("delete tag", c.delete_tag, r.rid(1), "extra")
+    r.call("delete missing tag", c.delete_tag, r.rid(1), "extra")
+    r.call("rename via tag", c.set_tag, r.rid(2), "mlflow.runName", "renamed")
+    r.call("terminate", c.set_terminated, r.rid(5), "FAILED", end_time=T0 + 99)
+    r.call("update name only", c.update_run, r.rid(6), name="six")
+    r.call("delete run", c.delete_run, r.rid(8))
+    r.call("log to deleted", c.log_metric, r.rid(8), "x", 1.0)
+    r.call("get deleted", c.get_run, r.rid(8))
+    r.call("delete run 9", c.delete_run, r.rid(9))
+    r.call("restore run 9", c.restore_run, r.rid(9))
+
+    dataset = Dataset("train", "abc123", "code", '{"a": 1}', '{"s": 1}', '{"p": 2}')
+    r.call("log inputs", c.log_inputs, r.rid(0), [
+        DatasetInput(dataset, [InputTag("mlflow.data.context", "training")]),
+        DatasetInput(dataset, [InputTag("mlflow.data.context", "training")]),
+    ])
+    r.call("log inputs eval", c.log_inputs, r.rid(2), [
+        DatasetInput(Dataset("eval", "def456", "code", "{}"), [InputTag("mlflow.data.context", "eval")])
+    ])
+    for i in range(12):
+        r.call(f"get run {i}", c.get_run, r.rid(i))
+
+    exps = [r.eid(1), r.eid(2)]
+    filters = [
+        "", "metrics.loss < 0.5", "metrics.acc >= 0.3", "metrics.acc != 0.4", "metrics.weird = 0",
+        "metrics.weird != 1", "params.lr = '0.1'", "params.opt != 'adam'", "params.lr LIKE '0.%'",
+        "params.opt ILIKE 'ADA%'", "params.opt LIKE 'ADA%'", "tags.kind = 'odd'", "tags.t IS NULL",
+        "tags.t IS NOT NULL", "params.missing IS NULL", "attributes.status = 'FAILED'",
+        "attributes.run_name = 'six'", "attributes.run_name LIKE 'run-0%'",
+        "run_name ILIKE 'RUN-1%'", "attributes.start_time > 1700000002000",
+        "attributes.end_time < 1700000000100", "created >= 1700000001000",
+        f"attributes.run_id IN ('{r.rid(1)}', '{r.rid(2)}')",
+        f"attributes.run_id NOT IN ('{r.rid(1)}')", "dataset.name = 'train'",
+        "dataset.digest IN ('def456')", "dataset.context = 'eval'",
+        "metrics.loss < 0.9 AND params.opt = 'adam' AND tags.kind = 'odd'",
+        "tags.`mlflow.parentRunId` IS NOT NULL", "attribute.lifecycle_stage = 'active'",
+    ]
+    orders = [
+        [], ["metrics.loss"], ["metrics.acc DESC"], ["params.lr", "metrics.loss DESC"],
+        ["tags.t DESC"], ["attributes.start_time"], ["attributes.run_name DESC"],
+        ["metrics.weird"], ["metrics.weird DESC"], ["attributes.end_time"],
+        ["params.missing", "attribute.run_name"], ["attributes.status DESC", "attribute.start_time"],
+    ]
+    for f in filters:
+        r.call(f"search {f!r}", c.search_runs, exps, f, ViewType.ALL)
+    for o in orders:
+        r.call(f"order {o}", c.search_runs, exps, "", ViewType.ACTIVE_ONLY, order_by=o)
+    for view in (ViewType.ACTIVE_ONLY, ViewType.DELETED_ONLY, ViewType.ALL):
+        r.call(f"view {view}", c.search_runs, exps, "", view)
+    token, pages = None, []
+    while True:
+        page = c.search_runs(exps, "", ViewType.ALL, max_results=5, page_token=token,
+                             order_by=["metrics.loss"])
+        pages.append([r.runs[x.info.run_id] for x in page])
+        token = page.token
+        if not token:
+            break
+    r.log.append(("paged", pages))
+    for bad in ["metrics.loss <", "params.x = 1", "foo.bar = 'x'", "metrics.loss = 'a'",
+                "tags.x = 'a' OR tags.y = 'b'", "params.x = 'a'; DROP TABLE mlflow_runs"]:
+        r.call(f"bad filter {bad!r}", c.search_runs, exps, bad)
+    r.call("bad order", c.search_runs, exps, "", order_by=["metrics.loss UP"])
+    r.call("bad max_results", c.search_runs, exps, "", max_results=0)
+
+    r.call("delete exp", c.delete_experiment, r.eid(2))
+    r.call("create run in deleted exp", c.create_run, r.eid(2))
+    r.call("rename deleted exp", c.rename_experiment, r.eid(2), "zzz")
+    r.call("runs of deleted exp", c.search_runs, [r.eid(2)], "", ViewType.ALL)
+    for view in (ViewType.ACTIVE_ONLY, ViewType.DELETED_ONLY, ViewType.ALL):
+        r.call(f"exp view {view}", c.search_experiments, view)
+    r.call("restore exp", c.restore_experiment, r.eid(2))
+    r.call("restore active exp", c.restore_experiment, r.eid(2))
+    r.call("runs of restored exp", c.search_runs, [r.eid(2)], "", ViewType.ALL)
+    for f, o in [
+        ("name = 'alpha'", None), ("name LIKE '%a%'", ["name"]), ("tags.team = 'b'", None),
+        ("name ILIKE 'ALP%'", None), (None, ["name DESC"]), (None, ["experiment_id"]),
+    ]:
+        r.call(f"search exps {f} {o}", c.search_experiments, ViewType.ALL, filter_string=f,
+               order_by=o)
+    pages, token = [], None
+    while True:
+        page = c.search_experiments(ViewType.ALL, max_results=2, page_token=token,
+                                    order_by=["name"])
+        pages.append([e.name for e in page])
+        token = page.token
+        if not token:
+            break
+    r.log.append(("paged experiments", pages))
+    return r.log
+
+
+def test_trackio_store_answers_like_mlflow_sqlite(tmp_path):
+    expected = scenario(f"sqlite:///{tmp_path}/mlflow.db")
+    actual = scenario(f"trackio://{tmp_path}/trackio")
+    assert len(actual) == len(expected)
+    for want, got in zip(expected, actual):
+        assert got == want, f"differs at {want[0]!r}"
+
+
+def test_fluent_api_against_both_stores(tmp_path):
+    """The fluent API (what autologging uses) gives the same runs on both stores."""
+    outcomes = []
+    for uri in (f"sqlite:///{tmp_path}/mlflow.db", f"trackio://{tmp_path}/trackio"):
+        mlflow.set_tracking_uri(uri)
+        try:
+            mlflow.set_experiment("fluent")
+            mlflow.set_experiment("fluent")  # the second call must find the first
+            with mlflow.start_run(run_name="parent") as parent:
+                mlflow.log_params({"a": 1, "b": "two"})
+                mlflow.log_metrics({"m1": 0.5, "m2": 2.0}, step=3)
+                with mlflow.start_run(run_name="child", nested=True):
+                    mlflow.log_metric("c", 1.0)
+            run = mlflow.get_run(parent.info.run_id)
+            children = mlflow.search_runs(
+                filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'",
+                output_format="list",
+            )
+            outcomes.append((
+                run.info.status, run.info.run_name, run.data.params, run.data.metrics,
+                [(c.info.run_name, c.info.status, c.data.metrics) for c in children],
+            ))
+        finally:
+            mlflow.set_tracking_uri(None)
+    assert outcomes[0] == outcomes[1]
+    assert outcomes[1][0] == "FINISHED"
