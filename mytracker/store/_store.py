@@ -272,7 +272,7 @@ class TrackioStore(AbstractStore):
             _validate_experiment_tag(tag.key, tag.value)
         with self._directory_lock():
             experiments = self._experiments()
-            if any(e["name"] == name for _, e in experiments):
+            if self.get_experiment_by_name(name) is not None:
                 raise MlflowException(
                     f"Experiment(name={name}) already exists.", RESOURCE_ALREADY_EXISTS
                 )
@@ -289,10 +289,10 @@ class TrackioStore(AbstractStore):
         if path.exists():
             try:
                 experiment = self._db(path).experiment()
-                if experiment is not None and experiment["name"] == experiment_name:
-                    return self._to_experiment(experiment)
-            except DatabaseError:
-                pass
+            except DatabaseError as e:
+                raise _wrap_db_errors(e) from e
+            if experiment is not None and experiment["name"] == experiment_name:
+                return self._to_experiment(experiment)
         for _, experiment in self._experiments():
             if experiment["name"] == experiment_name:
                 return self._to_experiment(experiment)
