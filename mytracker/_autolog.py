@@ -1,0 +1,246 @@
+"""``mytracker.autolog()``: every framework MLflow can autolog, written into Trackio.
+
+Enabling registers the ``trackio`` store, installs one log filter on MLflow's handler, points
+MLflow at the store and calls ``mlflow.autolog``; disabling undoes exactly those steps and puts
+back what was there before (including "no tracking URI was set").
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import os
+import sys
+import threading
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+_TRACKIO_SCHEME = "trackio"
+_ENV_URI = "MLFLOW_TRACKING_URI"
+# What `mytracker.autolog()` passes to `mlflow.autolog` unless the caller overrides it: models,
+# input examples and signatures are MLflow-registry concepts that Trackio has no view for.
+_DEFAULTS = {
+    "log_models": False,
+    "log_input_examples": False,
+    "log_model_signatures": False,
+    "silent": False,
+}
+# Where MLflow's autologging speaks from (`mlflow.utils.autologging_utils._logger` is shared by
+# its `safety` and `logging_and_warnings` modules); `mlflow.tracking.fluent` reports enabling.
+_AUTOLOG_LOGGER = "mlflow.utils.autologging_utils"
+_LOGGERS = ("mlflow", _AUTOLOG_LOGGER, "mlflow.tracking.fluent")
+# Lightning must be patched after its import finishes (see `_patch_lightning`).
+_LIGHTNING_MODULES = ("lightning", "pytorch_lightning")
+
+
+class AutologFilter(logging.Filter):
+    """Of MLflow's autologging output, let through only framework-version compatibility warnings
+    and errors; every other MLflow record passes untouched.
+
+    >>> logging.getLogger("mlflow").handlers[0].addFilter(AutologFilter())  # doctest: +SKIP
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            return _keep(record)
+        except Exception:
+            # A filter that raises breaks the caller's logging call; when unsure, show it.
+            return True
+
+
+def _keep(record: logging.LogRecord) -> bool:
+    if record.levelno >= logging.ERROR or isinstance(record.msg, BaseException):
+        return True
+    message = record.getMessage().lower()
+    if not (record.name.startswith(_AUTOLOG_LOGGER) or "autologging" in message):
+        return True  # not autologging output: not ours to judge
+    return (
+        # today's wording, and Lightning's own check ("Autologging is known to be compatible
+        # with pytorch-lightning versions ...") rerouted as "MLflow autologging encountered a
+        # warning: ..."
+        "autologging is known to be compatible with" in message
+        or "you are using an unsupported version of" in message  # before MLflow 2.16
+        or ("autologging encountered a warning" in message and "compatible with" in message)
+        # errors must never vanish
+        or "encountered unexpected error during" in message
+        or "exception raised while enabling autologging" in message
+    )
+
+
+@dataclass
+class _Saved:
+    """What enabling changed, as it was before the first enable."""
+
+    tracking_uri: str | None
+    env_uri: str | None
+    loggers: dict[str, tuple[int, bool]]
+    log_filter: AutologFilter
+    filtered: list[logging.Filterer] = field(default_factory=list)
+
+
+_saved: _Saved | None = None
+_pytorch_params: dict[str, Any] | None = None  # set while we owe Lightning a patch
+_hooks_registered = False
+_in_lightning_hook = threading.local()
+
+
+def autolog(disable: bool = False, *, dir: str | os.PathLike | None = None, **kwargs: Any) -> None:
+    """Autolog every supported framework into Trackio, or undo exactly that with ``disable=True``.
+
+    ``dir`` is the Trackio data directory (default: the current ``trackio://`` tracking URI if
+    there is one, else Trackio's own default); other keywords go to ``mlflow.autolog``.
+
+    >>> import mytracker
+    >>> mytracker.autolog()  # doctest: +SKIP
+    >>> mytracker.autolog(disable=True)  # doctest: +SKIP
+    """
+    if disable:
+        _disable()
+    else:
+        _enable(dir, kwargs)
+
+
+def _enable(data_dir: str | os.PathLike | None, kwargs: dict[str, Any]) -> None:
+    global _saved, _pytorch_params
+    import mlflow
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking._tracking_service import utils as tracking_utils
+
+    from mytracker.store import build_store
+    from mytracker.store._uri import data_dir_from_uri
+
+    accepted = set(inspect.signature(mlflow.autolog).parameters) - {"disable"}
+    unknown = sorted(set(kwargs) - accepted)
+    if unknown:
+        raise MlflowException.invalid_parameter_value(
+            f"mytracker.autolog() got unknown option(s) {unknown}; "
+            f"it accepts dir= and the options of mlflow.autolog: {sorted(accepted)}"
+        )
+    uri = _store_uri(data_dir, tracking_utils._tracking_uri or os.environ.get(_ENV_URI))
+    data_dir_from_uri(uri)  # a bad dir fails here, before anything has changed
+
+    # 1. Programmatic registration: works from a source checkout without the entry point.
+    tracking_utils._tracking_store_registry.register(_TRACKIO_SCHEME, build_store)
+    first = _saved is None
+    if first:
+        _saved = _Saved(
+            tracking_uri=tracking_utils._tracking_uri,
+            env_uri=os.environ.get(_ENV_URI),
+            loggers={n: (logging.getLogger(n).level, logging.getLogger(n).disabled) for n in _LOGGERS},
+            log_filter=AutologFilter(),
+        )
+    try:
+        # 2. The filter goes on MLflow's handler: the `mlflow` logger has its own handler and
+        # propagate=False, and a logger's filter never sees its children's records. With
+        # MLFLOW_CONFIGURE_LOGGING=false there is no handler; then filter the emitting loggers.
+        mlflow_logger = logging.getLogger("mlflow")
+        targets = mlflow_logger.handlers or [logging.getLogger(n) for n in _LOGGERS[1:]]
+        for target in targets:
+            if _saved.log_filter not in target.filters:
+                target.addFilter(_saved.log_filter)
+                _saved.filtered.append(target)
+        # A framework's logging.config.dictConfig may have disabled MLflow's loggers; the
+        # warnings and errors this filter promises to show must be able to reach the user.
+        for name in _LOGGERS:
+            logging.getLogger(name).disabled = False
+        # 3. The tracking URI.
+        mlflow.set_tracking_uri(uri)
+        # 4. Autolog. Lightning imported after `mlflow.autolog` hits a circular import inside
+        # MLflow's own import hook and stays unpatched, so while it is not imported yet we keep
+        # MLflow's hook off it and patch it from a wrapt post-import hook instead.
+        params = {**_DEFAULTS, **kwargs}
+        excluded = list(params.get("exclude_flavors") or [])
+        if "pytorch" not in excluded and _lightning_pending():
+            params["exclude_flavors"] = [*excluded, "pytorch"]
+            _pytorch_params = params
+            _register_lightning_hooks()
+        else:
+            _pytorch_params = None
+        mlflow.autolog(**params)
+    except BaseException:
+        if first:
+            _disable()
+        raise
+
+
+def _disable() -> None:
+    global _saved, _pytorch_params
+    if _saved is None:
+        warnings.warn(
+            "mytracker.autolog is not enabled; autolog(disable=True) changed nothing.",
+            UserWarning,
+            stacklevel=3,
+        )
+        return
+    import mlflow
+
+    saved, _saved, _pytorch_params = _saved, None, None
+    try:
+        # Keep MLflow's import hook off a Lightning that is still to be imported (see above).
+        mlflow.autolog(disable=True, exclude_flavors=["pytorch"] if _lightning_pending() else None)
+    finally:
+        for target in saved.filtered:
+            target.removeFilter(saved.log_filter)
+        for name, (level, disabled) in saved.loggers.items():
+            logger = logging.getLogger(name)
+            logger.setLevel(level)
+            logger.disabled = disabled
+        mlflow.set_tracking_uri(saved.tracking_uri)  # None unsets MLFLOW_TRACKING_URI too
+        if saved.env_uri is None:
+            os.environ.pop(_ENV_URI, None)
+        else:
+            os.environ[_ENV_URI] = saved.env_uri
+
+
+def _store_uri(data_dir: str | os.PathLike | None, current_uri: str | None) -> str:
+    """``dir`` if given, else the trackio:// URI already in use (e.g. from ``mytracker.init``),
+    else Trackio's default directory."""
+    if data_dir is not None:
+        return f"{_TRACKIO_SCHEME}://{os.path.abspath(os.fspath(data_dir))}"
+    if current_uri and current_uri.startswith(f"{_TRACKIO_SCHEME}:"):
+        return current_uri
+    return f"{_TRACKIO_SCHEME}://"
+
+
+def _lightning_pending() -> bool:
+    return not any(name in sys.modules for name in _LIGHTNING_MODULES)
+
+
+def _register_lightning_hooks() -> None:
+    # wrapt keeps hooks for the life of the process, so register once; the hook itself checks
+    # whether autolog is (still) on when Lightning arrives.
+    global _hooks_registered
+    if _hooks_registered:
+        return
+    import wrapt
+
+    for name in _LIGHTNING_MODULES:
+        wrapt.register_post_import_hook(_patch_lightning, name)
+    _hooks_registered = True
+
+
+def _patch_lightning(module: Any) -> None:
+    """Patch Lightning once its import has finished, as ``mlflow.autolog`` would have."""
+    params = _pytorch_params
+    # `mlflow.pytorch.autolog` imports the other Lightning package, which fires this hook again.
+    if params is None or getattr(_in_lightning_hook, "active", False):
+        return
+    _in_lightning_hook.active = True
+    try:
+        import mlflow.pytorch
+        from mlflow.utils.autologging_utils import (
+            AUTOLOGGING_CONF_KEY_IS_GLOBALLY_CONFIGURED,
+            AUTOLOGGING_INTEGRATIONS,
+        )
+
+        accepted = inspect.signature(mlflow.pytorch.autolog).parameters
+        mlflow.pytorch.autolog(**{k: v for k, v in params.items() if k in accepted})
+        # Mark it as configured by `mlflow.autolog`, so `mlflow.autolog(disable=True)` reverts it.
+        AUTOLOGGING_INTEGRATIONS["pytorch"][AUTOLOGGING_CONF_KEY_IS_GLOBALLY_CONFIGURED] = True
+    except Exception as e:  # an import hook must not break the user's `import lightning`
+        logging.getLogger(_AUTOLOG_LOGGER).warning(
+            "Encountered unexpected error during pytorch autologging: %s", e
+        )
+    finally:
+        _in_lightning_hook.active = False
