@@ -18,6 +18,7 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -44,8 +45,14 @@ class DatabaseError(Exception):
 
 def iso_from_ms(timestamp_ms: int) -> str:
     """Trackio's timestamp text for an MLflow millisecond timestamp, always in one fixed format
-    (Trackio orders rows by this string)."""
-    return (_EPOCH + timedelta(milliseconds=timestamp_ms)).isoformat(timespec="microseconds")
+    (Trackio orders rows by this string): ``2026-01-02T03:04:05.678000+00:00``."""
+    seconds, ms = divmod(timestamp_ms, 1000)
+    return f"{_iso_second(seconds)}.{ms:03d}000+00:00"
+
+
+@lru_cache(maxsize=4096)
+def _iso_second(seconds: int) -> str:
+    return (_EPOCH + timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%S")
 
 
 def ms_from_iso(text: str) -> int:

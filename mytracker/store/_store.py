@@ -63,7 +63,6 @@ from mlflow.utils.validation import (
     _validate_experiment_name,
     _validate_experiment_tag,
     _validate_metric,
-    _validate_metric_name,
     _validate_param,
     _validate_param_keys_unique,
     _validate_run_id,
@@ -106,10 +105,16 @@ def project_stem(name: str) -> str:
     return stem
 
 
-@lru_cache(maxsize=4096)
-def _checked_metric_key(key: str) -> str:
-    _validate_metric_name(key, "name")
-    return key
+_VALID_KEYS: set[str] = set()  # metric names that passed MLflow's validation
+_NAN = "nan"  # NaN's identity when deduplicating points (NaN != NaN)
+
+
+@lru_cache(maxsize=65536)
+def _key_encoding(key: str) -> tuple[bool, str]:
+    """(is a system metric, the key as quoted JSON in Trackio's row) for an MLflow metric key."""
+    system = key.startswith(SYSTEM_PREFIX)
+    trackio_key = _db.trackio_metric_key(key[len(SYSTEM_PREFIX):] if system else key)
+    return system, json.dumps(trackio_key, ensure_ascii=False)
 
 
 def _sanitized(value: float) -> float:
@@ -562,9 +567,8 @@ class TrackioStore(AbstractStore):
 
     def log_batch(self, run_id, metrics, params, tags):
         _validate_run_id(run_id)
-        metrics = list(metrics)
         _validate_batch_log_limits(metrics, params, tags)
-        _check_metrics(metrics)
+        points = _metric_points(metrics)
         params = [_validate_param(p.key, p.value, path=f"params[{i}]") for i, p in enumerate(params)]
         tags = [_validate_tag(t.key, t.value, path=f"tags[{i}]") for i, t in enumerate(tags)]
         _validate_param_keys_unique(params)
@@ -573,8 +577,8 @@ class TrackioStore(AbstractStore):
                 run_name = state[1]
                 if params:
                     self._log_params(db, conn, run_id, params)
-                if metrics:
-                    self._log_metrics(db, conn, run_id, run_name, metrics)
+                if points:
+                    self._log_metrics(db, conn, run_id, run_name, points)
                 if tags:
                     new_name = next((t.value for t in reversed(tags) if t.key == MLFLOW_RUN_NAME), None)
                     if new_name:
@@ -603,49 +607,57 @@ class TrackioStore(AbstractStore):
         db.insert_params(conn, run_id, [(p.key, p.value) for p in params if p.key not in existing])
 
     @staticmethod
-    def _log_metrics(db: ProjectDB, conn, run_id: str, run_name: str, metrics: list) -> None:
+    def _log_metrics(db: ProjectDB, conn, run_id: str, run_name: str, points: list) -> None:
+        """Write validated (key, value, timestamp_ms, step) points: Trackio rows for the
+        dashboard plus MLflow's latest value per key, in the caller's transaction."""
         # One point per (key, step, timestamp, value), as MLflow's SQL store keeps them.
-        points: dict[tuple, tuple] = {}
-        for m in metrics:
-            value = float(m.value)
-            identity = (m.key, m.step, m.timestamp, value if value == value else "nan")
-            points.setdefault(identity, (m.key, value, m.timestamp, m.step))
-        first_ms = min(p[2] for p in points.values())
-        last_ms = max(p[2] for p in points.values())
-        has_system = any(key.startswith(SYSTEM_PREFIX) for key, *_ in points.values())
-        tables = ("metrics", "system_metrics") if has_system else ("metrics",)
-        for table in tables:
+        unique: dict[tuple, tuple] = {}
+        for point in points:
+            key, value, timestamp_ms, step = point
+            unique.setdefault((key, step, timestamp_ms, value if value == value else _NAN), point)
+        first_ms = min(p[2] for p in points)
+        last_ms = max(p[2] for p in points)
+        has_system = any(_key_encoding(key)[0] for key in {p[0] for p in points})
+        for table in ("metrics", "system_metrics") if has_system else ("metrics",):
             prefix = SYSTEM_PREFIX if table == "system_metrics" else ""
             for step, timestamp_ms, text in db.existing_points(conn, table, run_id, first_ms, last_ms):
                 for trackio_key, raw in json.loads(text).items():
-                    if table == "system_metrics" and trackio_key == "step":
+                    if prefix and trackio_key == "step":
                         continue
                     value = _db.number_from_json(raw)
                     key = prefix + _db.mlflow_metric_key(trackio_key)
-                    points.pop((key, step, timestamp_ms, value if value == value else "nan"), None)
-        if not points:
+                    unique.pop((key, step, timestamp_ms, value if value == value else _NAN), None)
+        if not unique:
             return
 
         # Trackio rows: the points of one (step, timestamp) share a row, one value per key.
-        rows: dict[tuple[bool, int, int], list[dict[str, str]]] = {}
+        rows: dict[tuple, list[tuple[set, list]]] = {}
         latest: dict[str, tuple] = {}
-        for key, value, timestamp_ms, step in points.values():
-            system = key.startswith(SYSTEM_PREFIX)
-            trackio_key = _db.trackio_metric_key(key[len(SYSTEM_PREFIX):] if system else key)
-            group = rows.setdefault((system, step, timestamp_ms), [{}])
-            if trackio_key in group[-1]:
-                group.append({})
-            group[-1][trackio_key] = _db.json_number(value)
-            rank = (step, timestamp_ms, _sanitized(value))
-            if key not in latest or rank > latest[key][0]:
-                latest[key] = (rank, value)
+        for key, value, timestamp_ms, step in unique.values():
+            system, quoted = _key_encoding(key)
+            group = rows.get((system, step, timestamp_ms))
+            if group is None:
+                group = rows[(system, step, timestamp_ms)] = [(set(), [])]
+            keys, fragments = group[-1]
+            if key in keys:
+                keys, fragments = set(), []
+                group.append((keys, fragments))
+            keys.add(key)
+            fragments.append(f"{quoted}:{repr(value) if value - value == 0 else _db.json_number(value)}")
+            current = latest.get(key)
+            if (
+                current is None
+                or (step, timestamp_ms) > current[:2]
+                or ((step, timestamp_ms) == current[:2] and _sanitized(value) > _sanitized(current[2]))
+            ):
+                latest[key] = (step, timestamp_ms, value)
 
         metric_rows, system_rows = [], []
         for (system, step, timestamp_ms), group in rows.items():
-            for row in group:
+            for _, fragments in group:
                 if system:
-                    row["step"] = str(step)
-                text = "{" + ",".join(f"{_json_key(k)}:{v}" for k, v in row.items()) + "}"
+                    fragments.append(f'"step":{step}')
+                text = "{" + ",".join(fragments) + "}"
                 (system_rows if system else metric_rows).append((step, timestamp_ms, text))
         if metric_rows:
             db.insert_metric_rows(conn, run_id, run_name, metric_rows)
@@ -655,8 +667,8 @@ class TrackioStore(AbstractStore):
             conn,
             run_id,
             [
-                (key, None if value != value else value, rank[1], rank[0], int(value != value))
-                for key, (rank, value) in latest.items()
+                (key, value if value == value else None, timestamp_ms, step, int(value != value))
+                for key, (step, timestamp_ms, value) in latest.items()
             ],
         )
 
@@ -786,10 +798,6 @@ class _NumericIdExperiment:
         self.last_update_time = experiment.last_update_time
 
 
-def _json_key(key: str) -> str:
-    return json.dumps(key, ensure_ascii=False)
-
-
 def _parse_experiment_id(experiment_id) -> str:
     try:
         return str(int(experiment_id))
@@ -815,23 +823,26 @@ def _validate_max_results(max_results, allow_null=False) -> None:
         )
 
 
-def _check_metrics(metrics: list) -> None:
-    """MLflow's metric validation, with names checked once per distinct key (the hot path)."""
+def _metric_points(metrics: Sequence[Metric]) -> list[tuple[str, float, int, int]]:
+    """(key, value, timestamp_ms, step) per metric, validated as MLflow validates them; each
+    distinct key's name is checked once (this is the hot path of every metric logged)."""
+    points = []
     for index, m in enumerate(metrics):
-        value, timestamp, step = m.value, m.timestamp, m.step
-        if (
-            type(value) in (float, int)
-            and type(timestamp) is int
-            and timestamp >= 0
+        key, value, timestamp_ms, step = m.key, m.value, m.timestamp, m.step
+        if not (
+            (type(value) is float or type(value) is int)
+            and type(timestamp_ms) is int
+            and timestamp_ms >= 0
             and type(step) is int
-            and type(m.key) is str
+            and key in _VALID_KEYS
         ):
-            try:
-                _checked_metric_key(m.key)
-                continue
-            except MlflowException:
-                pass
-        _validate_metric(m.key, value, timestamp, step, path=f"metrics[{index}]")
+            _validate_metric(key, value, timestamp_ms, step, path=f"metrics[{index}]")
+            if len(_VALID_KEYS) > 100_000:
+                _VALID_KEYS.clear()
+            _VALID_KEYS.add(key)
+            timestamp_ms, step = int(timestamp_ms), int(step)
+        points.append((key, float(value), timestamp_ms, step))
+    return points
 
 
 def _clause(parsed: dict) -> tuple:
