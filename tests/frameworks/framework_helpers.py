@@ -15,12 +15,15 @@ def artifact_files(run) -> set[str]:
     return {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()}
 
 
-def run_python(code: str, env: dict[str, str], timeout: int = 300) -> subprocess.CompletedProcess:
+def run_python(
+    code: str, env: dict[str, str], cwd=None, timeout: int = 300
+) -> subprocess.CompletedProcess:
     """Run a user's script in a fresh interpreter (import order matters to some frameworks)."""
     return subprocess.run(
         [sys.executable, "-c", code],
         env={**os.environ, **env},
         capture_output=True,
         text=True,
+        cwd=cwd,
         timeout=timeout,
     )
