@@ -204,6 +204,16 @@ _MIGRATIONS: list[tuple[str, str]] = [
         );
         """,
     ),
+    (
+        "0002_run_owners",
+        # The process that created a run, so runs left RUNNING by a killed process can be found.
+        """
+        CREATE TABLE mlflow_run_owners (
+            run_id TEXT PRIMARY KEY, host TEXT NOT NULL, pid INTEGER NOT NULL,
+            process_start REAL
+        );
+        """,
+    ),
 ]
 
 
@@ -276,8 +286,23 @@ class ProjectDB:
                 f"{self.path} has Trackio database schema version {version}; mytracker supports "
                 f"{SUPPORTED_TRACKIO}: {hint}. Nothing was written to it."
             )
-        self.migrated = "mytracker_migrations" in tables
         self.adopted = "mlflow_experiment" in tables
+        if self.adopted:
+            applied = {row[0] for row in self.conn.execute("SELECT name FROM mytracker_migrations")}
+            if any(name not in applied for name, _ in _MIGRATIONS):
+                self.ensure_schema()
+
+    def _is_adopted(self) -> bool:
+        """Whether the file holds an MLflow experiment (another process may have just made it)."""
+        if not self.adopted:
+            with self._lock:
+                self.adopted = (
+                    self.conn.execute(
+                        "SELECT 1 FROM sqlite_master WHERE name = 'mlflow_experiment'"
+                    ).fetchone()
+                    is not None
+                )
+        return self.adopted
 
     def ensure_schema(self) -> None:
         """Create Trackio's tables (if new) and apply mytracker's pending migrations."""
@@ -299,7 +324,6 @@ class ProjectDB:
                     "INSERT INTO mytracker_migrations VALUES (?, ?)",
                     (name, datetime.now(timezone.utc).isoformat()),
                 )
-        self.migrated = True
 
     def close(self) -> None:
         with self._lock:
@@ -308,28 +332,43 @@ class ProjectDB:
     @contextmanager
     def read(self) -> Iterator[sqlite3.Connection]:
         """A consistent snapshot for several SELECTs."""
-        with self._lock:
+        with self._lock, self._errors_named():
             self.conn.execute("BEGIN")
             try:
                 yield self.conn
             finally:
-                self.conn.execute("COMMIT")
+                if self.conn.in_transaction:
+                    self.conn.execute("COMMIT")
 
     @contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
+        """One IMMEDIATE transaction: all of the block is written, or none of it."""
+        with self._lock, self._errors_named():
             self._begin_immediate()
             try:
                 yield self.conn
-            except BaseException:
-                self.conn.execute("ROLLBACK")
-                raise
-            try:
                 self.conn.execute("COMMIT")
-            except sqlite3.Error as e:
+            except BaseException:
                 if self.conn.in_transaction:
                     self.conn.execute("ROLLBACK")
-                raise DatabaseError(f"Could not commit to {self.path}: {e}") from e
+                raise
+
+    @contextmanager
+    def _errors_named(self) -> Iterator[None]:
+        """SQLite's errors as DatabaseError naming the file and what to do."""
+        try:
+            yield
+        except sqlite3.Error as e:
+            text = str(e)
+            if "full" in text:
+                advice = "free disk space (nothing of this call was written)"
+            elif "readonly" in text or "unable to open" in text:
+                advice = "make the data directory and its files writable"
+            elif "malformed" in text or "not a database" in text:
+                advice = "restore the file from a copy or move it out of the data directory"
+            else:
+                advice = "nothing of this call was written"
+            raise DatabaseError(f"Trackio database {self.path}: {text}; {advice}.") from e
 
     def _begin_immediate(self) -> None:
         # SQLite's busy handler already waits up to LOCK_TIMEOUT_S; a few retries cover the
@@ -353,7 +392,7 @@ class ProjectDB:
     # --- experiment -------------------------------------------------------------------------
 
     def experiment(self) -> dict | None:
-        if not self.adopted:
+        if not self._is_adopted():
             return None
         with self.read() as conn:
             row = conn.execute(
@@ -406,7 +445,7 @@ class ProjectDB:
     # --- runs -------------------------------------------------------------------------------
 
     def has_run(self, run_id: str) -> bool:
-        if not self.adopted:
+        if not self._is_adopted():
             return False
         with self.read() as conn:
             return (
@@ -423,7 +462,9 @@ class ProjectDB:
         ).fetchone()
 
     @staticmethod
-    def insert_run(conn: sqlite3.Connection, run: dict, tags: Iterable[tuple[str, str]]) -> None:
+    def insert_run(
+        conn: sqlite3.Connection, run: dict, tags: Iterable[tuple[str, str]], owner: tuple | None
+    ) -> None:
         conn.execute(
             "INSERT INTO mlflow_runs (run_id, name, user_id, status, start_time, end_time, "
             "lifecycle_stage, artifact_uri, deleted_time) "
@@ -435,6 +476,8 @@ class ProjectDB:
             "INSERT OR REPLACE INTO mlflow_tags VALUES (?, ?, ?)",
             [(run["run_id"], key, value) for key, value in tags],
         )
+        if owner is not None:
+            conn.execute("INSERT INTO mlflow_run_owners VALUES (?, ?, ?, ?)", (run["run_id"], *owner))
         # An empty metrics row makes the run appear in Trackio's dashboard at once.
         conn.execute(
             "INSERT INTO metrics (run_id, timestamp, run_name, step, metrics) "
@@ -485,6 +528,17 @@ class ProjectDB:
             "INSERT INTO mlflow_params VALUES (?, ?, ?)",
             [(run_id, key, value) for key, value in params],
         )
+
+    def running_runs(self) -> list[tuple]:
+        """(run_id, host, pid, process_start, last metric timestamp_ms) of RUNNING runs."""
+        with self.read() as conn:
+            return conn.execute(
+                "SELECT r.run_id, o.host, o.pid, o.process_start, "
+                f"(SELECT max({_MS_SQL.format(col='m.timestamp')}) FROM metrics m "
+                "WHERE m.run_id = r.run_id) "
+                "FROM mlflow_runs r LEFT JOIN mlflow_run_owners o ON o.run_id = r.run_id "
+                "WHERE r.status = 'RUNNING' AND r.lifecycle_stage = 'active'"
+            ).fetchall()
 
     # --- metrics ----------------------------------------------------------------------------
 
@@ -711,7 +765,7 @@ class ProjectDB:
         key the row carries a null-rank (0 value, 1 NaN, 2 missing, as MLflow's SQL store sorts)
         and the value.
         """
-        if not self.adopted:
+        if not self._is_adopted():
             return []
         where = [f"r.lifecycle_stage IN ({','.join('?' * len(stages))})"]
         args: list[Any] = list(stages)

@@ -9,6 +9,7 @@ for every answer and every error; SQL lives in ``_db.py``.
 from __future__ import annotations
 
 import fcntl
+import functools
 import inspect
 import json
 import logging
@@ -92,6 +93,39 @@ _STRING_ATTRIBUTES = {"run_id", "run_name", "status", "user_id", "artifact_uri",
 
 def _wrap_db_errors(error: DatabaseError) -> MlflowException:
     return MlflowException(str(error), INVALID_STATE)
+
+
+def _run_owner() -> tuple | None:
+    """(host, pid, process start time) of this process, or None inside MLflow's tracking server
+    (there the creating process is a server worker, not the training job)."""
+    import socket
+
+    if os.environ.get("_MLFLOW_SERVER_FILE_STORE"):
+        return None
+    return socket.gethostname(), os.getpid(), _process_start(os.getpid())
+
+
+def _process_start(pid: int) -> float | None:
+    try:
+        import psutil
+
+        return psutil.Process(pid).create_time()
+    except Exception:
+        return None
+
+
+def _process_alive(pid: int | None, started: float | None) -> bool:
+    if pid is None:
+        return True  # no owner recorded: cannot tell, so leave the run alone
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    current = _process_start(pid)
+    # A reused pid belongs to a process started later than the one that made the run.
+    return started is None or current is None or abs(current - started) < 1.0
 
 
 def project_stem(name: str) -> str:
@@ -444,12 +478,9 @@ class TrackioStore(AbstractStore):
                 experiment["artifact_location"], run_id, _ARTIFACTS_FOLDER
             ),
         }
-        try:
-            with db.write() as conn:
-                db.insert_run(conn, row, [(t.key, t.value) for t in tags])
-                self._refresh_config(db, conn, run_id)
-        except DatabaseError as e:
-            raise _wrap_db_errors(e) from e
+        with db.write() as conn:
+            db.insert_run(conn, row, [(t.key, t.value) for t in tags], _run_owner())
+            self._refresh_config(db, conn, run_id)
         self._run_paths[run_id] = db.path
         return self.get_run(run_id)
 
@@ -572,23 +603,20 @@ class TrackioStore(AbstractStore):
         params = [_validate_param(p.key, p.value, path=f"params[{i}]") for i, p in enumerate(params)]
         tags = [_validate_tag(t.key, t.value, path=f"tags[{i}]") for i, t in enumerate(tags)]
         _validate_param_keys_unique(params)
-        try:
-            with self._run_tx(run_id) as (db, conn, state):
-                run_name = state[1]
-                if params:
-                    self._log_params(db, conn, run_id, params)
-                if points:
-                    self._log_metrics(db, conn, run_id, run_name, points)
-                if tags:
-                    new_name = next((t.value for t in reversed(tags) if t.key == MLFLOW_RUN_NAME), None)
-                    if new_name:
-                        db.update_run(conn, run_id, name=new_name)
-                    # Later duplicates of a key win, as in MLflow.
-                    db.set_tags(conn, run_id, {t.key: t.value for t in tags}.items())
-                if params or tags:
-                    self._refresh_config(db, conn, run_id)
-        except DatabaseError as e:
-            raise _wrap_db_errors(e) from e
+        with self._run_tx(run_id) as (db, conn, state):
+            run_name = state[1]
+            if params:
+                self._log_params(db, conn, run_id, params)
+            if points:
+                self._log_metrics(db, conn, run_id, run_name, points)
+            if tags:
+                new_name = next((t.value for t in reversed(tags) if t.key == MLFLOW_RUN_NAME), None)
+                if new_name:
+                    db.update_run(conn, run_id, name=new_name)
+                # Later duplicates of a key win, as in MLflow.
+                db.set_tags(conn, run_id, {t.key: t.value for t in tags}.items())
+            if params or tags:
+                self._refresh_config(db, conn, run_id)
 
     @staticmethod
     def _log_params(db: ProjectDB, conn, run_id: str, params: list[Param]) -> None:
@@ -734,6 +762,31 @@ class TrackioStore(AbstractStore):
             )
         with self._run_tx(run_id, active=False) as (db, conn, _):
             db.link_traces(conn, run_id, list(trace_ids))
+
+    # --- runs whose process died ------------------------------------------------------------
+
+    def close_dead_runs(self, dry_run: bool = False) -> list[tuple[str, str]]:
+        """Mark KILLED the RUNNING runs whose creating process on this host is gone.
+
+        Returns (experiment name, run id) per such run; the end time is the run's last metric
+        timestamp. Runs created through a tracking server, or on another host, are left alone.
+
+        >>> TrackioStore("trackio://").close_dead_runs()  # doctest: +SKIP
+        """
+        import socket
+
+        host = socket.gethostname()
+        closed = []
+        for db, experiment in self._experiments():
+            for run_id, owner_host, pid, started, last_ms in db.running_runs():
+                if owner_host != host or _process_alive(pid, started):
+                    continue
+                closed.append((experiment["name"], run_id))
+                if not dry_run:
+                    self.update_run_info(
+                        run_id, RunStatus.KILLED, last_ms or get_current_time_millis(), None
+                    )
+        return closed
 
     # --- search --------------------------------------------------------------------------------
 
@@ -922,6 +975,17 @@ def _filter_active_experiment_ids(self, experiment_ids):
     return active
 
 
+def _named_errors(method):
+    @functools.wraps(method)
+    def wrapper(*args, **kwargs):
+        try:
+            return method(*args, **kwargs)
+        except DatabaseError as e:
+            raise _wrap_db_errors(e) from e
+
+    return wrapper
+
+
 def _install_unsupported() -> None:
     """Make every base-class method the store does not implement fail loudly, never return None
     by accident (AbstractStore's abstract methods are not enforced)."""
@@ -942,3 +1006,6 @@ def _install_unsupported() -> None:
 
 
 _install_unsupported()
+for _name, _member in list(vars(TrackioStore).items()):
+    if (not _name.startswith("_") or _name == "_search_runs") and inspect.isfunction(_member):
+        setattr(TrackioStore, _name, _named_errors(_member))
