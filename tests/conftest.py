@@ -50,3 +50,24 @@ def tracking(store_uri):
     while mlflow.active_run():
         mlflow.end_run()
     mlflow.set_tracking_uri(None)
+
+
+@pytest.fixture
+def fresh_mlflow_state():
+    """Afterwards, undo what `mytracker.autolog()`/`mytracker.init()` leave in MLflow's
+    process-wide state: autologging, active runs, the tracking URI and the active experiment."""
+    yield
+    import warnings
+
+    import mlflow.tracking.fluent
+
+    import mytracker
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "not enabled" is expected after a clean test
+        mytracker.autolog(disable=True)
+    while mlflow.active_run():
+        mlflow.end_run()
+    mlflow.set_tracking_uri(None)
+    mlflow.tracking.fluent._active_experiment_id = None
+    os.environ.pop("MLFLOW_EXPERIMENT_ID", None)
