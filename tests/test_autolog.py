@@ -359,3 +359,29 @@ def test_lightning_is_patched_whatever_the_import_order(order, tmp_path, data_di
     run = mlflow.MlflowClient(f"trackio://{data_dir}").get_run(run_id)
     assert [m.step for m in mlflow.MlflowClient(f"trackio://{data_dir}").get_metric_history(run_id, "train_loss")] == [0, 1]
     assert run.data.params["epochs"] == "2"
+
+
+def test_filter_without_mlflows_handler(tmp_path):
+    """With MLFLOW_CONFIGURE_LOGGING=false MLflow adds no handler and its records go to the root
+    logger's handlers; the filter then sits on the loggers that speak, and still comes off."""
+    code = textwrap.dedent(f"""
+        import logging, sys
+        logging.basicConfig(stream=sys.stdout, level=logging.INFO, format="%(message)s")
+        import mytracker
+        mytracker.autolog(dir={str(tmp_path)!r})
+        fluent = logging.getLogger("mlflow.tracking.fluent")
+        utils = logging.getLogger("mlflow.utils.autologging_utils")
+        fluent.info("Autologging successfully enabled for hidden.")
+        utils.warning({COMPAT!r})
+        mytracker.autolog(disable=True)
+        fluent.info("Autologging successfully enabled for shown-after-disable.")
+        print("FILTERS", len(fluent.filters) + len(utils.filters))
+    """)
+    env = {**os.environ, "MLFLOW_CONFIGURE_LOGGING": "false"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "hidden" not in out.stdout
+    assert "is known to be compatible with" in out.stdout
+    assert "shown-after-disable" in out.stdout
+    assert "FILTERS 0" in out.stdout
