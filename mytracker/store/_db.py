@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from functools import lru_cache
 from pathlib import Path
+from urllib.parse import quote
 from typing import Any
 
 # Trackio's database layout that this module writes: `PRAGMA user_version` 2, used by
@@ -247,9 +248,14 @@ class ProjectDB:
         self._pid = os.getpid()
         if not create and not path.exists():
             raise FileNotFoundError(path)
+        # In a read-only directory SQLite cannot make the WAL index files it needs to read a WAL
+        # database; there the file is opened immutable, so reading works and writing says why not.
+        self.read_only = path.exists() and not os.access(path.parent, os.W_OK)
+        target = f"file:{quote(str(path))}?immutable=1" if self.read_only else str(path)
         try:
             self.conn = sqlite3.connect(
-                str(path), timeout=LOCK_TIMEOUT_S, isolation_level=None, check_same_thread=False
+                target, timeout=LOCK_TIMEOUT_S, isolation_level=None, check_same_thread=False,
+                uri=self.read_only,
             )
         except sqlite3.Error as e:
             raise DatabaseError(f"Cannot open Trackio database {path}: {e}") from e
@@ -261,7 +267,8 @@ class ProjectDB:
 
     def _prepare(self, create: bool) -> None:
         try:
-            _configure(self.conn)
+            if not self.read_only:
+                _configure(self.conn)
             version = self.conn.execute("PRAGMA user_version").fetchone()[0]
             tables = {
                 row[0]
@@ -289,7 +296,7 @@ class ProjectDB:
         self.adopted = "mlflow_experiment" in tables
         if self.adopted:
             applied = {row[0] for row in self.conn.execute("SELECT name FROM mytracker_migrations")}
-            if any(name not in applied for name, _ in _MIGRATIONS):
+            if any(name not in applied for name, _ in _MIGRATIONS) and not self.read_only:
                 self.ensure_schema()
 
     def _is_adopted(self) -> bool:
@@ -362,7 +369,7 @@ class ProjectDB:
             text = str(e)
             if "full" in text:
                 advice = "free disk space (nothing of this call was written)"
-            elif "readonly" in text or "unable to open" in text:
+            elif "readonly" in text or "read-only" in text or "unable to open" in text:
                 advice = "make the data directory and its files writable"
             elif "malformed" in text or "not a database" in text:
                 advice = "restore the file from a copy or move it out of the data directory"
@@ -380,7 +387,9 @@ class ProjectDB:
                 self.conn.execute("BEGIN IMMEDIATE")
                 return
             except sqlite3.OperationalError as e:
-                if not _is_locked(e) or time.monotonic() > deadline:
+                if not _is_locked(e):
+                    raise
+                if time.monotonic() > deadline:
                     raise DatabaseError(
                         f"{self.path} stayed locked by another writer for "
                         f"{LOCK_TIMEOUT_S:.0f} s ({e}). Another process is holding a write "

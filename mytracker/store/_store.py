@@ -8,6 +8,7 @@ for every answer and every error; SQL lives in ``_db.py``.
 
 from __future__ import annotations
 
+import atexit
 import fcntl
 import functools
 import inspect
@@ -182,6 +183,13 @@ class TrackioStore(AbstractStore):
         self._run_paths: dict[str, Path] = {}
         self._experiment_paths: dict[str, Path] = {}
         self._broken_warned: set[Path] = set()
+        # MLflow drains the async-logging queue in an atexit hook, which runs after
+        # concurrent.futures has stopped accepting work, and so loses the last batches.
+        # Threading's exit hooks run earlier (last registered first): drain there.
+        try:
+            threading._register_atexit(self.shut_down_async_logging)
+        except (AttributeError, RuntimeError):  # another Python, or already shutting down
+            atexit.register(self.shut_down_async_logging)
         if self._find_experiment(DEFAULT_EXPERIMENT_ID) is None:
             with self._directory_lock():
                 if self._find_experiment(DEFAULT_EXPERIMENT_ID) is None:
