@@ -1,0 +1,112 @@
+"""Random sequences of store operations give identical observable results, errors included, on
+MLflow's own SQLite store and on trackio://."""
+
+import math
+import shutil
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from mlflow.entities import Metric, Param, RunTag, ViewType
+from test_store_differential import T0, Recorder
+
+KEYS = ["loss", "acc", "a/b", "x y", "step"]
+values = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True, width=64),
+    st.integers(min_value=-(2**31), max_value=2**31),
+    st.sampled_from([0.0, -0.0, 1.0, math.nan, math.inf]),
+)
+metrics = st.builds(
+    Metric,
+    key=st.sampled_from(KEYS),
+    value=values,
+    timestamp=st.integers(min_value=0, max_value=4_000_000_000_000),
+    step=st.integers(min_value=-5, max_value=5),
+)
+params = st.builds(Param, key=st.sampled_from(["lr", "opt", "seed"]), value=st.sampled_from(["1", "2", "adam"]))
+tags = st.builds(RunTag, key=st.sampled_from(["t", "u", "mlflow.runName"]), value=st.sampled_from(["a", "b", "c"]))
+run_ref = st.integers(min_value=0, max_value=5)
+FILTERS = [
+    "", "metrics.loss > 0", "metrics.acc <= 1", "metrics.loss != 0", "params.lr = '1'",
+    "params.opt LIKE 'a%'", "tags.t = 'a'", "tags.u IS NULL", "attributes.status = 'FINISHED'",
+    "attributes.run_name LIKE 'r%'", "metrics.`x y` >= -1",
+]
+ORDERS = [[], ["metrics.loss"], ["metrics.acc DESC"], ["params.lr DESC"], ["tags.t"], ["attributes.run_name"]]
+
+operation = st.one_of(
+    st.tuples(st.just("create_run"), st.sampled_from(["r1", "r2", "other"])),
+    st.tuples(st.just("log_batch"), run_ref, st.lists(metrics, max_size=8),
+              st.lists(params, max_size=2, unique_by=lambda p: p.key), st.lists(tags, max_size=2)),
+    st.tuples(st.just("set_tag"), run_ref, tags),
+    st.tuples(st.just("delete_tag"), run_ref, st.sampled_from(["t", "u"])),
+    st.tuples(st.just("terminate"), run_ref, st.sampled_from(["FINISHED", "FAILED", "KILLED"])),
+    st.tuples(st.just("delete_run"), run_ref),
+    st.tuples(st.just("restore_run"), run_ref),
+    st.tuples(st.just("get_run"), run_ref),
+    st.tuples(st.just("history"), run_ref, st.sampled_from(KEYS)),
+    st.tuples(st.just("search"), st.sampled_from(FILTERS), st.sampled_from(ORDERS),
+              st.sampled_from([ViewType.ACTIVE_ONLY, ViewType.ALL])),
+)
+
+
+def replay(uri: str, operations: list) -> list:
+    r = Recorder(uri)
+    c = r.client
+    experiment_id = c.create_experiment("prop")
+    r.experiments[experiment_id] = 1
+    made = 0
+    for op in operations:
+        name, *args = op
+        if name == "create_run":
+            run = r.call(name, c.create_run, experiment_id, start_time=T0 + made, run_name=args[0])
+            r.runs[run.info.run_id] = made
+            made += 1
+            continue
+        if name == "search":
+            filter_string, order_by, view = args
+            r.call(name, c.search_runs, [experiment_id], filter_string, view, order_by=order_by)
+            continue
+        if args[0] >= made:
+            continue  # refers to a run not made yet
+        run_id = r.rid(args[0])
+        if name == "log_batch":
+            r.call(name, c.log_batch, run_id, metrics=args[1], params=args[2], tags=args[3])
+        elif name == "set_tag":
+            r.call(name, c.set_tag, run_id, args[1].key, args[1].value)
+        elif name == "delete_tag":
+            r.call(name, c.delete_tag, run_id, args[1])
+        elif name == "terminate":
+            r.call(name, c.set_terminated, run_id, args[1], end_time=T0 + 10_000)
+        elif name == "delete_run":
+            r.call(name, c.delete_run, run_id)
+        elif name == "restore_run":
+            r.call(name, c.restore_run, run_id)
+        elif name == "get_run":
+            r.call(name, c.get_run, run_id)
+        elif name == "history":
+            r.call(name, c.get_metric_history, run_id, args[1])
+    for i in range(made):
+        r.call("final get_run", c.get_run, r.rid(i))
+    return r.log
+
+
+@pytest.fixture(scope="module")
+def sqlite_template(tmp_path_factory):
+    """An initialised MLflow SQLite database to copy (creating one runs MLflow's migrations)."""
+    path = tmp_path_factory.mktemp("template") / "mlflow.db"
+    from mlflow import MlflowClient
+
+    MlflowClient(f"sqlite:///{path}").search_experiments()
+    return path
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(operations=st.lists(operation, min_size=1, max_size=25))
+def test_random_operations_match_mlflow_sqlite(operations, sqlite_template, tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("case")
+    shutil.copy(sqlite_template, workdir / "mlflow.db")
+    # Make sure at least one run exists so most operations do something.
+    operations = [("create_run", "r0"), *operations]
+    expected = replay(f"sqlite:///{workdir}/mlflow.db", operations)
+    actual = replay(f"trackio://{workdir}/trackio", operations)
+    assert actual == expected
