@@ -162,7 +162,7 @@ def open_source(uri: str):
         if not path or path == ":memory:" or not os.path.isfile(path):
             raise _fail(f"Source {uri!r}: no SQLite database at {os.path.abspath(path)!r}.")
     elif scheme in ("file", ""):
-        from mlflow.utils.uri import local_file_uri_to_path
+        from mlflow.utils.file_utils import local_file_uri_to_path
 
         path = local_file_uri_to_path(uri)
         if not os.path.isdir(os.path.join(path, "0")) and not os.path.isfile(
@@ -279,10 +279,14 @@ def _metric_points(store, run: Run) -> Iterator[list[Point]]:
         finally:
             connection.close()
         return
+    from mlflow.store.tracking.rest_store import RestStore
+
+    # A server answers in pages; local stores read a whole history in one call (paging a
+    # local store re-reads the history once per page).
+    page = _HISTORY_PAGE if isinstance(store, RestStore) else None
     points = []
     for key in sorted({m.key for m in _latest(run)}):
-        history = _paged(store.get_metric_history, run_id=run_id, metric_key=key,
-                         max_results=_HISTORY_PAGE)
+        history = _paged(store.get_metric_history, run_id=run_id, metric_key=key, max_results=page)
         points.extend(Point(m.key, m.value, m.timestamp, m.step) for m in history)
     points.sort(key=lambda p: (p.timestamp, p.step, p.key))
     for i in range(0, len(points), BATCH_SIZE):
@@ -327,13 +331,13 @@ def _inputs_key(run: Run) -> set:
     }
 
 
-def _up_to_date(source: Run, destination: Run) -> bool:
+def _up_to_date(source: Run, destination: Run, finished_only: bool = True) -> bool:
     """True when a destination run already shows everything the source run shows. Latest
-    metrics stand in for the histories; a run still in progress is always re-checked."""
+    metrics stand in for the histories, so a run still in progress is always re-checked."""
     s, d = source.info, destination.info
     if (s.run_name, s.status, s.start_time, s.end_time, s.lifecycle_stage, s.user_id) != (
         d.run_name, d.status, d.start_time, d.end_time, d.lifecycle_stage, d.user_id
-    ) or s.status not in _TERMINAL:
+    ) or (finished_only and s.status not in _TERMINAL):
         return False
     if source.data.params != destination.data.params:
         return False
@@ -437,7 +441,8 @@ def import_run_trackio(store, experiment_id: str, run: Run, batches: Iterable[li
                 "status": info.status, "start_time": info.start_time,
                 "artifact_uri": artifact_uri,
             }
-            db.insert_run(conn, row, list(run.data.tags.items()))
+            # A copied run has no owning process here (the store's dead-run check must skip it).
+            db.insert_run(conn, row, list(run.data.tags.items()), *_NO_OWNER)
             state = (LifecycleStage.ACTIVE, info.run_name, info.status, None)
             present = None
         else:
@@ -469,6 +474,17 @@ def import_run_trackio(store, experiment_id: str, run: Run, batches: Iterable[li
         store._refresh_config(db, conn, run_id)
     store._run_paths[run_id] = db.path
     return written
+
+
+def _insert_run_takes_owner() -> bool:
+    import inspect
+
+    from mytracker.store._db import ProjectDB
+
+    return "owner" in inspect.signature(ProjectDB.insert_run).parameters
+
+
+_NO_OWNER = (None,) if _insert_run_takes_owner() else ()
 
 
 def _present_points_trackio(db, run_id: str, run: Run) -> dict[str, set]:
@@ -505,13 +521,16 @@ class _SqlDestination(_Destination):
 
     def write_run(self, experiment_id: str, run: Run, batches: Iterable[list[Point]],
                   artifact_uri: str, exists: bool, on_batch) -> int:
-        return import_run_sql(self.store, experiment_id, run, batches, artifact_uri, on_batch)
+        return import_run_sql(
+            self.store, experiment_id, run, batches, artifact_uri, on_batch, exists
+        )
 
 
 def import_run_sql(store, experiment_id: str, run: Run, batches: Iterable[list[Point]],
-                   artifact_uri: str, on_batch=None) -> int:
+                   artifact_uri: str, on_batch=None, exists: bool = True) -> int:
     """Insert or complete ``run`` (keeping its id) in an MLflow ``SqlAlchemyStore``, in one
-    session; return the number of metric points written."""
+    session; return the number of metric points written. ``exists=False`` promises the run is
+    new (skips looking up what it already holds)."""
     import uuid
 
     from mlflow.store.tracking.dbmodels.models import (
@@ -522,9 +541,11 @@ def import_run_sql(store, experiment_id: str, run: Run, batches: Iterable[list[P
     info, run_id = run.info, run.info.run_id
     written = 0
     with store.ManagedSessionMaker(read_only=False) as session:
-        existed = session.execute(
-            select(SqlRun.lifecycle_stage).where(SqlRun.run_uuid == run_id)
-        ).first()
+        existed = None
+        if exists:
+            existed = session.execute(
+                select(SqlRun.lifecycle_stage).where(SqlRun.run_uuid == run_id)
+            ).first()
         fields = {
             "name": info.run_name, "user_id": info.user_id, "status": info.status,
             "start_time": info.start_time, "end_time": info.end_time,
@@ -543,13 +564,26 @@ def import_run_sql(store, experiment_id: str, run: Run, batches: Iterable[list[P
         else:
             session.execute(update(SqlRun).where(SqlRun.run_uuid == run_id).values(**fields))
 
-        tags = dict(session.execute(select(SqlTag.key, SqlTag.value).where(SqlTag.run_uuid == run_id)).all())
+        def held(model, *columns) -> dict:
+            if existed is None:
+                return {}
+            return dict(session.execute(select(*columns).where(model.run_uuid == run_id)).all())
+
+        tags = held(SqlTag, SqlTag.key, SqlTag.value)
         changed = {k: v for k, v in run.data.tags.items() if tags.get(k, object()) != v}
         if changed:
-            session.execute(delete(SqlTag).where(SqlTag.run_uuid == run_id, SqlTag.key.in_(list(changed))))
-            session.execute(insert(SqlTag), [{"run_uuid": run_id, "key": k, "value": v} for k, v in changed.items()])
-        params = dict(session.execute(select(SqlParam.key, SqlParam.value).where(SqlParam.run_uuid == run_id)).all())
-        new_params = [{"run_uuid": run_id, "key": k, "value": v} for k, v in run.data.params.items() if k not in params]
+            if tags:
+                session.execute(
+                    delete(SqlTag).where(SqlTag.run_uuid == run_id, SqlTag.key.in_(list(changed)))
+                )
+            session.execute(
+                insert(SqlTag), [{"run_uuid": run_id, "key": k, "value": v} for k, v in changed.items()]
+            )
+        params = held(SqlParam, SqlParam.key, SqlParam.value)
+        new_params = [
+            {"run_uuid": run_id, "key": k, "value": v}
+            for k, v in run.data.params.items() if k not in params
+        ]
         if new_params:
             session.execute(insert(SqlParam), new_params)
 
@@ -564,14 +598,16 @@ def import_run_sql(store, experiment_id: str, run: Run, batches: Iterable[list[P
                            SqlMetric.is_nan).where(SqlMetric.run_uuid == run_id)
                 )
             }
-        latest: dict[str, tuple] = {
-            key: ((step, ts, 0.0 if is_nan else value), value, bool(is_nan))
-            for key, value, ts, step, is_nan in session.execute(
-                select(SqlLatestMetric.key, SqlLatestMetric.value, SqlLatestMetric.timestamp,
-                       SqlLatestMetric.step, SqlLatestMetric.is_nan)
-                .where(SqlLatestMetric.run_uuid == run_id)
-            )
-        }
+        latest: dict[str, tuple] = {}
+        if existed is not None:
+            latest = {
+                key: ((step, ts, 0.0 if is_nan else value), value, bool(is_nan))
+                for key, value, ts, step, is_nan in session.execute(
+                    select(SqlLatestMetric.key, SqlLatestMetric.value, SqlLatestMetric.timestamp,
+                           SqlLatestMetric.step, SqlLatestMetric.is_nan)
+                    .where(SqlLatestMetric.run_uuid == run_id)
+                )
+            }
         latest_before = dict(latest)
         for batch in batches:
             rows = []
@@ -594,7 +630,7 @@ def import_run_sql(store, experiment_id: str, run: Run, batches: Iterable[list[P
                 on_batch(len(batch))
         updated = {k: v for k, v in latest.items() if latest_before.get(k) != v}
         if updated:
-            session.execute(delete(SqlLatestMetric).where(
+            session.execute(delete(SqlLatestMetric).where(  # no-op for a new run
                 SqlLatestMetric.run_uuid == run_id, SqlLatestMetric.key.in_(list(updated))))
             session.execute(insert(SqlLatestMetric), [
                 {"run_uuid": run_id, "key": k, "value": value, "timestamp": rank[1],
@@ -806,7 +842,7 @@ def _copy_run(src_uri, source, destination, experiment_id, run, held, summary, p
     summary.metric_points += written
     if dst_run is None:
         summary.runs_new += 1
-    elif written or not _up_to_date(run, dst_run):
+    elif written or not _up_to_date(run, dst_run, finished_only=False):
         summary.runs_updated += 1
     else:
         summary.runs_unchanged += 1
