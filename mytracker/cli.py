@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 # Modules that provide `add_command(subparsers)`; each sets `run=` on its parser(s).
-_COMMANDS: list[str] = []
+_COMMANDS: list[str] = ["_copy"]
 
 
 if __name__ == "__main__":
