@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 # Modules that provide `add_command(subparsers)`; each sets `run=` on its parser(s).
-_COMMANDS: list[str] = ["_copy"]
+_COMMANDS: list[str] = ["_server", "_copy", "_maintenance"]
 
 
 if __name__ == "__main__":
