@@ -646,55 +646,61 @@ class TrackioStore(AbstractStore):
     def _log_metrics(db: ProjectDB, conn, run_id: str, run_name: str, points: list) -> None:
         """Write validated (key, value, timestamp_ms, step) points: Trackio rows for the
         dashboard plus MLflow's latest value per key, in the caller's transaction."""
-        # One point per (key, step, timestamp, value), as MLflow's SQL store keeps them.
-        unique: dict[tuple, tuple] = {}
-        for point in points:
-            key, value, timestamp_ms, step = point
-            unique.setdefault((key, step, timestamp_ms, value if value == value else _NAN), point)
-        first_ms = min(p[2] for p in points)
-        last_ms = max(p[2] for p in points)
-        has_system = any(_key_encoding(key)[0] for key in {p[0] for p in points})
-        for table in ("metrics", "system_metrics") if has_system else ("metrics",):
-            prefix = SYSTEM_PREFIX if table == "system_metrics" else ""
-            for step, timestamp_ms, text in db.existing_points(conn, table, run_id, first_ms, last_ms):
+        encodings = {key: _key_encoding(key) for key in {p[0] for p in points}}
+        timestamps = [p[2] for p in points]
+        # Points already stored are skipped: one point per (key, step, timestamp, value), as
+        # MLflow's SQL store keeps them (so a retried batch changes nothing).
+        stored = set()
+        for system in {encoding[0] for encoding in encodings.values()}:
+            table, prefix = ("system_metrics", SYSTEM_PREFIX) if system else ("metrics", "")
+            for step, ts, text in db.existing_points(conn, table, run_id, min(timestamps), max(timestamps)):
                 for trackio_key, raw in json.loads(text).items():
-                    if prefix and trackio_key == "step":
-                        continue
-                    value = _db.number_from_json(raw)
-                    key = prefix + _db.mlflow_metric_key(trackio_key)
-                    unique.pop((key, step, timestamp_ms, value if value == value else _NAN), None)
-        if not unique:
-            return
+                    if not (system and trackio_key == "step"):
+                        value = _db.number_from_json(raw)
+                        key = prefix + _db.mlflow_metric_key(trackio_key)
+                        stored.add((key, step, ts, value if value == value else _NAN))
 
         # Trackio rows: the points of one (step, timestamp) share a row, one value per key.
-        rows: dict[tuple, list[tuple[set, list]]] = {}
+        groups: dict[tuple, list[dict]] = {}
         latest: dict[str, tuple] = {}
-        for key, value, timestamp_ms, step in unique.values():
-            system, quoted = _key_encoding(key)
-            group = rows.get((system, step, timestamp_ms))
-            if group is None:
-                group = rows[(system, step, timestamp_ms)] = [(set(), [])]
-            keys, fragments = group[-1]
-            if key in keys:
-                keys, fragments = set(), []
-                group.append((keys, fragments))
-            keys.add(key)
-            fragments.append(f"{quoted}:{repr(value) if value - value == 0 else _db.json_number(value)}")
+        for key, value, ts, step in points:
+            if stored and (key, step, ts, value if value == value else _NAN) in stored:
+                continue
+            group_key = (encodings[key][0], step, ts)
+            rows = groups.get(group_key)
+            if rows is None:
+                groups[group_key] = [{key: value}]
+            else:
+                # Rows holding `key` come first; a row without it takes the point, an equal
+                # value is the same point again, and otherwise a new row starts.
+                for row in rows:
+                    if key not in row:
+                        row[key] = value
+                        break
+                    old = row[key]
+                    if old == value or (old != old and value != value):
+                        break
+                else:
+                    rows.append({key: value})
+            rank = (step, ts)
             current = latest.get(key)
-            if (
-                current is None
-                or (step, timestamp_ms) > current[:2]
-                or ((step, timestamp_ms) == current[:2] and _sanitized(value) > _sanitized(current[2]))
+            if current is None or rank > current[0] or (
+                rank == current[0] and _sanitized(value) > _sanitized(current[1])
             ):
-                latest[key] = (step, timestamp_ms, value)
+                latest[key] = (rank, value)
+        if not latest:
+            return
 
         metric_rows, system_rows = [], []
-        for (system, step, timestamp_ms), group in rows.items():
-            for _, fragments in group:
+        for (system, step, ts), rows in groups.items():
+            for row in rows:
+                fields = [
+                    f"{encodings[k][1]}:{repr(v) if v - v == 0 else _db.json_number(v)}"
+                    for k, v in row.items()
+                ]
                 if system:
-                    fragments.append(f'"step":{step}')
-                text = "{" + ",".join(fragments) + "}"
-                (system_rows if system else metric_rows).append((step, timestamp_ms, text))
+                    fields.append(f'"step":{step}')
+                (system_rows if system else metric_rows).append((step, ts, "{" + ",".join(fields) + "}"))
         if metric_rows:
             db.insert_metric_rows(conn, run_id, run_name, metric_rows)
         if system_rows:
@@ -703,8 +709,8 @@ class TrackioStore(AbstractStore):
             conn,
             run_id,
             [
-                (key, value if value == value else None, timestamp_ms, step, int(value != value))
-                for key, (step, timestamp_ms, value) in latest.items()
+                (key, value if value == value else None, ts, step, int(value != value))
+                for key, ((step, ts), value) in latest.items()
             ],
         )
 
@@ -957,6 +963,11 @@ _EMPTY_LISTINGS = {
     "search_datasets": lambda *a, **k: PagedList([], None),
     "list_scorers": lambda *a, **k: [],
     "list_scorers_across_experiments": lambda *a, **k: [],
+    # GenAI pages of the UI (experiment overview, issues, review): nothing to list.
+    "query_trace_metrics": lambda *a, **k: PagedList([], None),
+    "search_issues": lambda *a, **k: PagedList([], None),
+    "list_label_schemas": lambda *a, **k: PagedList([], None),
+    "list_review_queues": lambda *a, **k: PagedList([], None),
     "filter_active_experiment_ids": None,  # implemented below
 }
 
