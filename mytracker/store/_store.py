@@ -968,6 +968,11 @@ _EMPTY_LISTINGS = {
     "search_issues": lambda *a, **k: PagedList([], None),
     "list_label_schemas": lambda *a, **k: PagedList([], None),
     "list_review_queues": lambda *a, **k: PagedList([], None),
+    # GenAI pages of the UI (experiment overview, issues, review): nothing to list.
+    "query_trace_metrics": lambda *a, **k: PagedList([], None),
+    "search_issues": lambda *a, **k: PagedList([], None),
+    "list_label_schemas": lambda *a, **k: PagedList([], None),
+    "list_review_queues": lambda *a, **k: PagedList([], None),
     "filter_active_experiment_ids": None,  # implemented below
 }
 
