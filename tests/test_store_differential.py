@@ -156,6 +156,18 @@ def scenario(uri):
     r.call("duplicate point", c.log_batch, run0, metrics=[Metric("loss", 1.0, T0, 0)] * 2)
     r.call("same step new ts", c.log_metric, run0, "loss", 0.5, timestamp=T0 + 1, step=0)
     r.call("history", c.get_metric_history, run0, "loss")
+    ties = [Metric("tie", v, T0 + (i // 4), i % 2) for i, v in enumerate([3.0, 1.0, math.nan, 2.0, 5.0, -1.0, 0.0, 4.0, 9.0])]
+    r.call("ties", c.log_batch, run0, metrics=ties)
+    store = c._tracking_client.store
+    for size in (1, 2, 3, 100):
+        pages, token = [], None
+        while True:
+            page = store.get_metric_history(run0, "tie", max_results=size, page_token=token)
+            pages.append([r.normalize(m) for m in page])
+            token = page.token
+            if not token:
+                break
+        r.log.append((f"history pages of {size}", [m for p in pages for m in p]))
     r.call("history nan", c.get_metric_history, r.rid(3), "weird")
     r.call("history inf", c.get_metric_history, r.rid(3), "big")
     r.call("history missing key", c.get_metric_history, run0, "nope")

@@ -23,6 +23,8 @@ from pathlib import Path
 from urllib.parse import quote
 from typing import Any
 
+import orjson  # a dependency of Trackio's
+
 # Trackio's database layout that this module writes: `PRAGMA user_version` 2, used by
 # Trackio 0.24 to 0.43 at least. A file with another version is refused before any write.
 TRACKIO_SCHEMA_VERSION = 2
@@ -57,7 +59,15 @@ def _iso_second(seconds: int) -> str:
 
 
 def ms_from_iso(text: str) -> int:
+    """Milliseconds since the epoch of a Trackio timestamp (fast for the format written here)."""
+    if len(text) == 32 and text[19] == "." and text.endswith("000+00:00"):
+        return _second_ms(text[:19]) + int(text[20:23])
     return (datetime.fromisoformat(text) - _EPOCH) // timedelta(milliseconds=1)
+
+
+@lru_cache(maxsize=4096)
+def _second_ms(text: str) -> int:
+    return (datetime.fromisoformat(text + "+00:00") - _EPOCH) // timedelta(milliseconds=1)
 
 
 # The same conversion in SQL, for rows written in the fixed format above.
@@ -557,11 +567,12 @@ class ProjectDB:
     ) -> list[tuple[int, int, str]]:
         """(step, timestamp_ms, metrics JSON) of a run's rows within a time window."""
         step = "step" if table == "metrics" else "json_extract(metrics, '$.step')"
-        return conn.execute(
-            f"SELECT {step}, {_MS_SQL.format(col='timestamp')}, metrics FROM {table} "
+        rows = conn.execute(
+            f"SELECT {step}, timestamp, metrics FROM {table} "
             "WHERE run_id = ? AND timestamp BETWEEN ? AND ?",
             (run_id, iso_from_ms(first_ms), iso_from_ms(last_ms)),
         ).fetchall()
+        return [(step_value, ms_from_iso(text), data) for step_value, text, data in rows]
 
     @staticmethod
     def insert_metric_rows(
@@ -602,24 +613,43 @@ class ProjectDB:
             [(run_id, *point) for point in latest],
         )
 
-    def metric_history(self, run_id: str, trackio_key: str, system: bool) -> list[tuple]:
-        """(step, timestamp_ms, value) of every point of one key, in insertion order."""
+    def metric_history(
+        self,
+        run_id: str,
+        trackio_key: str,
+        system: bool,
+        start: tuple[int, int] | None = None,
+        limit: int | None = None,
+        only: tuple[int, int] | None = None,
+    ) -> tuple[list[tuple[int, int, Any]], int]:
+        """(step, timestamp_ms, raw value) of one key's points in (timestamp, step) order, from
+        `start` on, at most `limit` rows, or only those at `only`; and how many rows were read
+        (rows are matched by text first, then checked, so the count can exceed the points)."""
         quoted = json.dumps(trackio_key, ensure_ascii=False)
         table, step = (
             ("system_metrics", "json_extract(metrics, '$.step')") if system else ("metrics", "step")
         )
+        where, args = "run_id = ? AND instr(metrics, ?) > 0", [run_id, quoted + ":"]
+        if start is not None:
+            where += f" AND (timestamp, {step}) >= (?, ?)"
+            args += [iso_from_ms(start[0]), start[1]]
+        if only is not None:
+            where += f" AND timestamp = ? AND {step} = ?"
+            args += [iso_from_ms(only[0]), only[1]]
+        sql = (
+            f"SELECT {step}, timestamp, metrics FROM {table} "
+            f"WHERE {where} ORDER BY timestamp, {step}, id"
+        )
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
         with self.read() as conn:
-            rows = conn.execute(
-                f"SELECT {step}, {_MS_SQL.format(col='timestamp')}, metrics FROM {table} "
-                "WHERE run_id = ? AND instr(metrics, ?) > 0 ORDER BY id",
-                (run_id, quoted + ":"),
-            ).fetchall()
+            rows = conn.execute(sql, args).fetchall()
         points = []
-        for step_value, timestamp_ms, text in rows:
-            data = json.loads(text)
+        for step_value, timestamp, text in rows:
+            data = orjson.loads(text)
             if trackio_key in data:
-                points.append((step_value, timestamp_ms, data[trackio_key]))
-        return points
+                points.append((step_value, ms_from_iso(timestamp), data[trackio_key]))
+        return points, len(rows)
 
     # --- configs (what Trackio's dashboard shows for a run) --------------------------------
 

@@ -9,6 +9,7 @@ for every answer and every error; SQL lives in ``_db.py``.
 from __future__ import annotations
 
 import atexit
+import base64
 import fcntl
 import functools
 import inspect
@@ -724,15 +725,31 @@ class TrackioStore(AbstractStore):
             return PagedList([], None)  # as MLflow's SQL store answers for an unknown run
         system = metric_key.startswith(SYSTEM_PREFIX)
         trackio_key = _db.trackio_metric_key(metric_key[len(SYSTEM_PREFIX):] if system else metric_key)
-        points = db.metric_history(run_id, trackio_key, system)
-        values = [(step, ts, _db.number_from_json(raw)) for step, ts, raw in points]
-        # MLflow's SQL store orders by (timestamp, step, value) with NaN stored as 0.
-        values.sort(key=lambda p: (p[1], p[0], _sanitized(p[2])))
-        offset = SearchUtils.parse_start_offset_from_page_token(page_token)
-        end = len(values) if max_results is None else offset + max_results
-        token = SearchUtils.create_page_token(end) if end < len(values) else None
-        page = [Metric(metric_key, value, ts, step) for step, ts, value in values[offset:end]]
-        return PagedList(page, token)
+        # Pages continue after the last point returned (a keyset, not an offset), so reading
+        # a long history page by page reads each row once.
+        start = _decode_history_token(page_token)
+        skip = start[2] if start else 0
+        limit = None if max_results is None else skip + max_results + 1
+        found, read = db.metric_history(run_id, trackio_key, system, start=start and start[:2], limit=limit)
+        if limit is not None and read >= limit and found:
+            # The last (timestamp, step) may be cut short: read it whole, to order it by value.
+            last = (found[-1][1], found[-1][0])
+            found = [p for p in found if (p[1], p[0]) != last]
+            found += db.metric_history(run_id, trackio_key, system, only=last)[0]
+        points = [(ts, step, _db.number_from_json(raw)) for step, ts, raw in found]
+        # MLflow's SQL store orders by (timestamp, step, value), with NaN stored as 0.
+        points.sort(key=lambda p: (p[0], p[1], _sanitized(p[2])))
+        points = points[skip:]
+        if max_results is None or len(points) <= max_results and read < (limit or 0):
+            page, token = points, None
+        else:
+            page = points[:max_results]
+            last = page[-1][:2] if page else None
+            done_in_group = sum(1 for p in page if p[:2] == last)
+            if start and last == start[:2]:
+                done_in_group += skip
+            token = _encode_history_token(*last, done_in_group) if last else None
+        return PagedList([Metric(metric_key, value, ts, step) for ts, step, value in page], token)
 
     def log_inputs(self, run_id, datasets=None, models=None):
         _validate_run_id(run_id)
@@ -865,6 +882,21 @@ class _NumericIdExperiment:
         self.last_update_time = experiment.last_update_time
 
 
+def _encode_history_token(timestamp_ms: int, step: int, done: int) -> str:
+    raw = json.dumps({"after": [timestamp_ms, step, done]}).encode()
+    return base64.urlsafe_b64encode(raw).decode()
+
+
+def _decode_history_token(token: str | None) -> tuple[int, int, int] | None:
+    if not token:
+        return None
+    try:
+        timestamp_ms, step, done = json.loads(base64.urlsafe_b64decode(token))["after"]
+        return int(timestamp_ms), int(step), int(done)
+    except Exception:
+        raise MlflowException(f"Invalid page token {token!r}", INVALID_PARAMETER_VALUE) from None
+
+
 def _parse_experiment_id(experiment_id) -> str:
     try:
         return str(int(experiment_id))
@@ -963,11 +995,6 @@ _EMPTY_LISTINGS = {
     "search_datasets": lambda *a, **k: PagedList([], None),
     "list_scorers": lambda *a, **k: [],
     "list_scorers_across_experiments": lambda *a, **k: [],
-    # GenAI pages of the UI (experiment overview, issues, review): nothing to list.
-    "query_trace_metrics": lambda *a, **k: PagedList([], None),
-    "search_issues": lambda *a, **k: PagedList([], None),
-    "list_label_schemas": lambda *a, **k: PagedList([], None),
-    "list_review_queues": lambda *a, **k: PagedList([], None),
     # GenAI pages of the UI (experiment overview, issues, review): nothing to list.
     "query_trace_metrics": lambda *a, **k: PagedList([], None),
     "search_issues": lambda *a, **k: PagedList([], None),
