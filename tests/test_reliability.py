@@ -218,6 +218,7 @@ def test_bad_input_is_refused_and_changes_nothing(store_uri, data_dir):
         "long param key": lambda: client.log_param(run_id, "p" * 251, "v"),
         "non-numeric metric": lambda: client.log_batch(run_id, metrics=[Metric("m", "x", 1, 0)]),
         "negative timestamp": lambda: client.log_batch(run_id, metrics=[Metric("m", 1.0, -1, 0)]),
+        "timestamp past year 9999": lambda: client.log_metric(run_id, "m", 1.0, timestamp=2**62),
         "param changed": lambda: client.log_param(run_id, "lr", "0.2"),
         "half-bad batch": lambda: client.log_batch(
             run_id, metrics=[Metric("ok", 1.0, 1, 0)], params=[Param("lr", "9")],

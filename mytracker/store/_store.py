@@ -461,6 +461,7 @@ class TrackioStore(AbstractStore):
                 f"Current state is {experiment['lifecycle_stage']}.",
                 INVALID_PARAMETER_VALUE,
             )
+        _check_timestamp(start_time, "start_time")
         tags = list(tags or [])
         for tag in tags:
             _validate_tag(tag.key, tag.value)
@@ -922,6 +923,19 @@ def _validate_max_results(max_results, allow_null=False) -> None:
         )
 
 
+_MAX_TIMESTAMP_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z, the last one ISO text holds
+
+
+def _check_timestamp(timestamp_ms, path: str) -> None:
+    if timestamp_ms is not None and not 0 <= timestamp_ms <= _MAX_TIMESTAMP_MS:
+        raise MlflowException(
+            f"Invalid value {timestamp_ms} for parameter '{path}': the Trackio store keeps "
+            "timestamps as ISO dates, so they must lie between 1970 and 9999 "
+            f"(0 to {_MAX_TIMESTAMP_MS} ms).",
+            INVALID_PARAMETER_VALUE,
+        )
+
+
 def _metric_points(metrics: Sequence[Metric]) -> list[tuple[str, float, int, int]]:
     """(key, value, timestamp_ms, step) per metric, validated as MLflow validates them; each
     distinct key's name is checked once (this is the hot path of every metric logged)."""
@@ -931,11 +945,12 @@ def _metric_points(metrics: Sequence[Metric]) -> list[tuple[str, float, int, int
         if not (
             (type(value) is float or type(value) is int)
             and type(timestamp_ms) is int
-            and timestamp_ms >= 0
+            and 0 <= timestamp_ms <= _MAX_TIMESTAMP_MS
             and type(step) is int
             and key in _VALID_KEYS
         ):
             _validate_metric(key, value, timestamp_ms, step, path=f"metrics[{index}]")
+            _check_timestamp(timestamp_ms, f"metrics[{index}].timestamp")
             if len(_VALID_KEYS) > 100_000:
                 _VALID_KEYS.clear()
             _VALID_KEYS.add(key)
