@@ -1,0 +1,161 @@
+"""Both UIs over one Trackio data directory, in a real headless Chromium.
+
+MLflow's UI is served by `mytracker server` (MLflow's own server on the Trackio store); Trackio's
+dashboard by `mytracker show`. Screenshots go to the test's tmp directory (printed on failure).
+Needs Debian's `chromium` and `chromium-driver` and the `selenium` package; a missing browser
+fails the test with an install hint, it is never skipped.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import mlflow
+import pytest
+
+from servers import mytracker_server, trackio_dashboard
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+CHROMIUM_FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--window-size=1400,1000",
+]
+PAGE_TIMEOUT_S = 60
+
+
+@pytest.fixture(scope="module")
+def browser():
+    missing = [path for path in (CHROMIUM, CHROMEDRIVER) if not os.path.exists(path)]
+    if missing:
+        pytest.fail(
+            f"{', '.join(missing)} not found: install the browser with "
+            "`apt-get update && apt-get install -y chromium chromium-driver`"
+        )
+    try:
+        from selenium import webdriver
+        from selenium.webdriver.chrome.service import Service
+    except ImportError:
+        pytest.fail("selenium is not installed: `pip install selenium`")
+    os.environ["SE_OFFLINE"] = "true"  # never let selenium-manager download a driver
+    profile = tempfile.mkdtemp(prefix="mytracker-chromium-")
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in CHROMIUM_FLAGS + [f"--user-data-dir={profile}"]:
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def logged_run(tmp_path_factory):
+    """A run logged through `mytracker server` into a fresh Trackio directory; the server stays
+    up for the MLflow UI test."""
+    data_dir = tmp_path_factory.mktemp("browser-data")
+    log_path = tmp_path_factory.mktemp("browser-logs") / "server.log"
+    with mytracker_server(data_dir, workers=2, log_path=log_path) as url:
+        mlflow.set_tracking_uri(url)
+        try:
+            mlflow.set_experiment("browser-experiment")
+            with mlflow.start_run(run_name="browser-run") as run:
+                mlflow.log_params({"learning_rate": 0.003, "batch_size": 64})
+                for step in range(30):
+                    mlflow.log_metric("val_accuracy", 0.5 + step / 100, step=step)
+        finally:
+            mlflow.set_tracking_uri(None)
+        yield {"url": url, "dir": data_dir, "run": run, "log": log_path}
+
+
+def wait_for_text(driver, *texts: str, timeout: float = PAGE_TIMEOUT_S) -> str:
+    deadline = time.monotonic() + timeout
+    body = ""
+    while time.monotonic() < deadline:
+        body = driver.find_element("tag name", "body").text
+        if all(text in body for text in texts):
+            return body
+        time.sleep(0.5)
+    missing = [text for text in texts if text not in body]
+    raise AssertionError(f"{missing} never appeared; the page showed:\n{body[:3000]}")
+
+
+def wait_for_chart(driver, css: str, timeout: float = PAGE_TIMEOUT_S):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        charts = [c for c in driver.find_elements("css selector", css) if c.is_displayed()]
+        if charts and charts[0].size["height"] > 50:
+            return charts[0]
+        time.sleep(0.5)
+    raise AssertionError(f"no chart ({css}) rendered")
+
+
+def assert_no_error_banner(driver):
+    banners = [e.text for e in driver.find_elements("css selector", '[role="alert"]')
+               if e.is_displayed() and e.text.strip()]
+    assert not banners, banners
+    body = driver.find_element("tag name", "body").text
+    for words in ("Something went wrong", "Internal Server Error", "Error:"):
+        assert words not in body
+
+
+def server_errors(driver) -> list[str]:
+    return [entry["message"] for entry in driver.get_log("browser")
+            if "status of 5" in entry["message"]]
+
+
+def test_mlflow_ui_over_the_trackio_store(browser, logged_run, tmp_path):
+    url, run = logged_run["url"], logged_run["run"]
+    experiment_id, run_id = run.info.experiment_id, run.info.run_id
+    try:
+        browser.get(f"{url}/#/experiments")
+        wait_for_text(browser, "browser-experiment", "Default")
+        browser.save_screenshot(str(tmp_path / "mlflow-experiments.png"))
+        assert_no_error_banner(browser)
+
+        browser.get(f"{url}/#/experiments/{experiment_id}/runs/{run_id}")
+        wait_for_text(browser, "browser-run", "Parameters (2)", "learning_rate", "0.003",
+                      "batch_size", "64", "val_accuracy")
+        browser.save_screenshot(str(tmp_path / "mlflow-run.png"))
+        assert_no_error_banner(browser)
+
+        browser.get(f"{url}/#/experiments/{experiment_id}/runs/{run_id}/model-metrics")
+        wait_for_text(browser, "val_accuracy", "Step")
+        chart = wait_for_chart(browser, ".js-plotly-plot")
+        assert chart.find_elements("css selector", "path.js-line"), "the chart has no line"
+        browser.save_screenshot(str(tmp_path / "mlflow-metric-chart.png"))
+        assert_no_error_banner(browser)
+        assert server_errors(browser) == []
+    finally:
+        print(f"screenshots in {tmp_path}")
+    assert " 500 " not in logged_run["log"].read_text(errors="replace")
+
+
+def test_trackio_dashboard_over_the_same_data(browser, logged_run, tmp_path):
+    run = logged_run["run"]
+    with trackio_dashboard(logged_run["dir"], log_path=tmp_path / "show.log") as url:
+        try:
+            browser.get(f"{url}/?project=browser-experiment")
+            wait_for_text(browser, "browser-experiment", "browser-run", "val_accuracy")
+            wait_for_chart(browser, ".plot-container .plot svg, .plot-container .plot canvas")
+            titles = [t.text for t in browser.find_elements("css selector", ".plot-title")]
+            assert "val_accuracy" in titles
+            browser.save_screenshot(str(tmp_path / "trackio-metrics.png"))
+
+            browser.get(f"{url}/run?project=browser-experiment&selected_run_id={run.info.run_id}")
+            wait_for_text(browser, "browser-run", "Configuration", '"learning_rate": "0.003"',
+                          '"batch_size": "64"', "val_accuracy")
+            browser.save_screenshot(str(tmp_path / "trackio-run.png"))
+            assert server_errors(browser) == []
+        finally:
+            print(f"screenshots in {tmp_path}")
