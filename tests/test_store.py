@@ -287,3 +287,18 @@ def test_unsupported_features_say_so(tracking):
     assert list(store.search_logged_models(["0"])) == []
     with pytest.raises(MlflowException, match="does not support"):
         store.start_trace(None)
+
+
+def test_non_numeric_trackio_values_do_not_disturb_metrics(tracking, data_dir):
+    """Trackio rows can hold images or tables under any key; MLflow only sees numbers."""
+    client = MlflowClient()
+    run_id = client.create_run(client.create_experiment("media")).info.run_id
+    conn = sqlite3.connect(data_dir / "media.db")
+    image = {"_type": "trackio.image", "file_path": "x.png"}
+    conn.execute(
+        "INSERT INTO metrics (run_id, timestamp, run_name, step, metrics) VALUES (?, ?, 'r', 0, ?)",
+        (run_id, "2020-09-13T12:26:40.000000+00:00", json.dumps({"m": image, "n": 1.5})),
+    )
+    conn.commit()
+    client.log_batch(run_id, metrics=[Metric("m", 2.0, 1_600_000_000_000, 0)])
+    assert [(m.value, m.step) for m in client.get_metric_history(run_id, "m")] == [(2.0, 0)]

@@ -97,8 +97,13 @@ def json_number(value: float) -> str:
     return repr(float(value))
 
 
-def number_from_json(value: Any) -> float:
-    return float(value)  # float("NaN"), float("Infinity") and float("-Infinity") all parse
+def number_from_json(value: Any) -> float | None:
+    """A metric value from Trackio's JSON, or None for what is not a number (an image, a table)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if value in ("NaN", "Infinity", "-Infinity"):
+        return float(value)
+    return None
 
 
 # --- schema -------------------------------------------------------------------------------------
@@ -647,8 +652,9 @@ class ProjectDB:
         points = []
         for step_value, timestamp, text in rows:
             data = orjson.loads(text)
-            if trackio_key in data:
-                points.append((step_value, ms_from_iso(timestamp), data[trackio_key]))
+            value = number_from_json(data.get(trackio_key))
+            if value is not None:
+                points.append((step_value, ms_from_iso(timestamp), value))
         return points, len(rows)
 
     # --- configs (what Trackio's dashboard shows for a run) --------------------------------

@@ -657,8 +657,8 @@ class TrackioStore(AbstractStore):
             table, prefix = ("system_metrics", SYSTEM_PREFIX) if system else ("metrics", "")
             for step, ts, text in db.existing_points(conn, table, run_id, min(timestamps), max(timestamps)):
                 for trackio_key, raw in json.loads(text).items():
-                    if not (system and trackio_key == "step"):
-                        value = _db.number_from_json(raw)
+                    value = _db.number_from_json(raw)
+                    if value is not None and not (system and trackio_key == "step"):
                         key = prefix + _db.mlflow_metric_key(trackio_key)
                         stored.add((key, step, ts, value if value == value else _NAN))
 
@@ -737,7 +737,7 @@ class TrackioStore(AbstractStore):
             last = (found[-1][1], found[-1][0])
             found = [p for p in found if (p[1], p[0]) != last]
             found += db.metric_history(run_id, trackio_key, system, only=last)[0]
-        points = [(ts, step, _db.number_from_json(raw)) for step, ts, raw in found]
+        points = [(ts, step, value) for step, ts, value in found]
         # MLflow's SQL store orders by (timestamp, step, value), with NaN stored as 0.
         points.sort(key=lambda p: (p[0], p[1], _sanitized(p[2])))
         points = points[skip:]
