@@ -495,9 +495,11 @@ def _present_points_trackio(db, run_id: str, run: Run) -> dict[str, set]:
     for metric in _latest(run):
         system = metric.key.startswith(SYSTEM_PREFIX)
         trackio_key = _db.trackio_metric_key(metric.key[len(SYSTEM_PREFIX):] if system else metric.key)
+        history = db.metric_history(run_id, trackio_key, system)
+        if isinstance(history, tuple):  # newer ProjectDB: (points, rows read)
+            history = history[0]
         present[metric.key] = {
-            (step, ts, _stored_value(_db.number_from_json(raw)))
-            for step, ts, raw in db.metric_history(run_id, trackio_key, system)
+            (step, ts, _stored_value(_db.number_from_json(raw))) for step, ts, raw in history
         }
     return present
 
