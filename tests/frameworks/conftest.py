@@ -12,19 +12,7 @@ import os
 import mlflow
 import pytest
 
-
-def autolog_into(store_uri: str) -> None:
-    """Turn on MLflow autologging into a trackio:// store, the way a user would."""
-    import mytracker
-
-    if hasattr(mytracker, "autolog"):
-        mytracker.autolog()
-        mlflow.set_tracking_uri(store_uri)
-    else:  # until mytracker.autolog() lands (issue 3)
-        mlflow.set_tracking_uri(store_uri)
-        mlflow.autolog(
-            log_models=False, log_input_examples=False, log_model_signatures=False, silent=False
-        )
+import mytracker
 
 
 @pytest.fixture
@@ -47,18 +35,14 @@ def experiment(home_uri, unique_name):
 
 @pytest.fixture
 def autologged(home_uri, unique_name):
-    """MLflow autologging into Trackio's home, with a fresh experiment; undone afterwards."""
-    autolog_into(home_uri)
+    """mytracker.autolog() into Trackio's home, with a fresh experiment; undone afterwards."""
+    mlflow.set_tracking_uri(home_uri)
+    mytracker.autolog()
     mlflow.set_experiment(unique_name)
     yield unique_name
     while mlflow.active_run():
         mlflow.end_run()
-    import mytracker
-
-    if hasattr(mytracker, "autolog"):
-        mytracker.autolog(disable=True)
-    else:
-        mlflow.autolog(disable=True)
+    mytracker.autolog(disable=True)
     mlflow.set_tracking_uri(None)
 
 

@@ -4,16 +4,12 @@
 import textwrap
 
 import mlflow
-import mytracker
 import pytest
 from framework_helpers import artifact_files, run_python
 from mlflow import MlflowClient
 from trackio.sqlite_storage import SQLiteStorage
 
-pytestmark = [
-    pytest.mark.heavy,
-    pytest.mark.skipif(not hasattr(mytracker, "autolog"), reason="mytracker.autolog (issue 3)"),
-]
+pytestmark = pytest.mark.heavy
 
 TRAIN = """
 import torch
