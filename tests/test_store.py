@@ -302,3 +302,16 @@ def test_non_numeric_trackio_values_do_not_disturb_metrics(tracking, data_dir):
     conn.commit()
     client.log_batch(run_id, metrics=[Metric("m", 2.0, 1_600_000_000_000, 0)])
     assert [(m.value, m.step) for m in client.get_metric_history(run_id, "m")] == [(2.0, 0)]
+
+
+def test_reads_inside_a_write_see_the_write(tracking, data_dir):
+    from mytracker.store._db import ProjectDB
+
+    client = MlflowClient()
+    client.create_experiment("nested-tx")
+    db = ProjectDB(data_dir / "nested-tx.db")
+    with db.write() as conn:
+        conn.execute("UPDATE mlflow_experiment SET name = 'inside'")
+        assert db.experiment()["name"] == "inside"
+        assert not db.has_run("0" * 32)
+    assert db.experiment()["name"] == "inside"

@@ -355,6 +355,9 @@ class ProjectDB:
     def read(self) -> Iterator[sqlite3.Connection]:
         """A consistent snapshot for several SELECTs."""
         with self._lock, self._errors_named():
+            if self.conn.in_transaction:  # inside this thread's write(): read what it sees
+                yield self.conn
+                return
             self.conn.execute("BEGIN")
             try:
                 yield self.conn
