@@ -25,7 +25,8 @@ rng = np.random.default_rng(0)
 with mlflow.start_run():
     LogisticRegression(max_iter=300).fit(X, y)  # confusion matrix, ROC and PR curves
     for step in range(3):
-        mlflow.log_image(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8), key="samples", step=step)
+        sample = rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)
+        mlflow.log_image(sample, key="samples", step=step)
     figure, axes = plt.subplots()
     axes.plot(np.exp(-np.arange(20) / 5))
     mlflow.log_figure(figure, "plots/loss_curve.png")

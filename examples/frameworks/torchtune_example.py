@@ -7,7 +7,10 @@ In a recipe config (which may keep the `log_dir` that DiskLogger configs set)::
       log_dir: ${output_dir}/logs
       experiment_name: torchtune-example
 
-or on the command line: ``tune run ... metric_logger._component_=mytracker.integrations.torchtune.MLFlowLogger``.
+or on the command line::
+
+    tune run ... metric_logger._component_=mytracker.integrations.torchtune.MLFlowLogger
+
 This script builds the logger exactly as a recipe does and logs what a recipe logs.
 
     python examples/frameworks/torchtune_example.py && trackio show --project torchtune-example

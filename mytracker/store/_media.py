@@ -51,7 +51,8 @@ def default_artifact_location(project_path: Path) -> str:
     'file:///data/trackio/media/my-exp/files/mlflow'
     """
     project_path = Path(project_path)
-    return (project_path.parent / MEDIA_FOLDER / project_path.stem / FILES_FOLDER / "mlflow").as_uri()
+    files = project_path.parent / MEDIA_FOLDER / project_path.stem / FILES_FOLDER
+    return (files / "mlflow").as_uri()
 
 
 def publish_run_images(
@@ -79,7 +80,8 @@ def publish_run_images(
         relative = path.relative_to(root).as_posix()
         match = _LOG_IMAGE_NAME.match(relative)
         if match:
-            key, step, timestamp_ms = match["key"].replace("~", "/"), int(match["step"]), int(match["ms"])
+            key = match["key"].replace("~", "/")
+            step, timestamp_ms = int(match["step"]), int(match["ms"])
         else:
             key, step, timestamp_ms = relative, 0, int(path.stat().st_mtime * 1000)
         try:

@@ -90,6 +90,7 @@ def test_grid_search_child_runs_nest_under_parent(autologged):
 
     # Trackio groups the children under the parent run's name.
     for child in children:
-        config = SQLiteStorage.get_run_config(autologged, child.info.run_name, run_id=child.info.run_id)
+        name, run_id = child.info.run_name, child.info.run_id
+        config = SQLiteStorage.get_run_config(autologged, name, run_id=run_id)
         assert config["_Group"] == parent.info.run_name
     assert len(SQLiteStorage.get_run_records(autologged)) == 4

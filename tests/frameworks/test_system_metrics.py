@@ -38,10 +38,10 @@ def test_system_metrics_go_to_trackio_system_view(experiment, fast_sampling, das
     assert {"system/cpu_utilization_percentage", "system/system_memory_usage_megabytes"} <= (
         system_keys
     )
-    cpu_steps = [
-        m.step
-        for m in MlflowClient().get_metric_history(run.info.run_id, "system/cpu_utilization_percentage")
-    ]
+    cpu_history = MlflowClient().get_metric_history(
+        run.info.run_id, "system/cpu_utilization_percentage"
+    )
+    cpu_steps = [m.step for m in cpu_history]
     assert len(cpu_steps) >= 3 and cpu_steps == list(range(len(cpu_steps)))
 
     # Trackio: system series in the System view (without the prefix), keeping MLflow's step ...

@@ -70,5 +70,6 @@ def test_trainer_mlflow_callback(experiment, monkeypatch, tmp_path):
     rows = SQLiteStorage.get_logs(experiment, run.info.run_name, run_id=run.info.run_id)
     assert [row["step"] for row in rows if "loss" in row] == [2, 4, 6, 8]
     assert [row["step"] for row in rows if "eval_loss" in row] == [4, 8]
-    config_seen = SQLiteStorage.get_run_config(experiment, run.info.run_name, run_id=run.info.run_id)
+    name, run_id = run.info.run_name, run.info.run_id
+    config_seen = SQLiteStorage.get_run_config(experiment, name, run_id=run_id)
     assert config_seen["model_type"] == "bert"
