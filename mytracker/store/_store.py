@@ -97,6 +97,17 @@ def _wrap_db_errors(error: DatabaseError) -> MlflowException:
     return MlflowException(str(error), INVALID_STATE)
 
 
+def _configure_registry_mappers() -> None:
+    """Inside `mlflow server`: set up MLflow's registry ORM now, as MLflow's own SQL tracking
+    store does on its first request. Left to the first registry request, it can race with the
+    GraphQL handler's import of MLflow's auth models and break that worker's registry calls."""
+    import sqlalchemy.orm
+
+    import mlflow.store.model_registry.sqlalchemy_store  # noqa: F401
+
+    sqlalchemy.orm.configure_mappers()
+
+
 def _run_owner() -> tuple | None:
     """(host, pid, process start time) of this process, or None inside MLflow's tracking server
     (there the creating process is a server worker, not the training job)."""
@@ -184,6 +195,8 @@ class TrackioStore(AbstractStore):
         self._run_paths: dict[str, Path] = {}
         self._experiment_paths: dict[str, Path] = {}
         self._broken_warned: set[Path] = set()
+        if os.environ.get("_MLFLOW_SERVER_FILE_STORE"):
+            _configure_registry_mappers()
         # MLflow drains the async-logging queue in an atexit hook, which runs after
         # concurrent.futures has stopped accepting work, and so loses the last batches.
         # Threading's exit hooks run earlier (last registered first): drain there.
