@@ -658,9 +658,10 @@ class TrackioStore(AbstractStore):
         db.insert_params(conn, run_id, [(p.key, p.value) for p in params if p.key not in existing])
 
     @staticmethod
-    def _log_metrics(db: ProjectDB, conn, run_id: str, run_name: str, points: list) -> None:
+    def _log_metrics(db: ProjectDB, conn, run_id: str, run_name: str, points: list) -> int:
         """Write validated (key, value, timestamp_ms, step) points: Trackio rows for the
-        dashboard plus MLflow's latest value per key, in the caller's transaction."""
+        dashboard plus MLflow's latest value per key, in the caller's transaction. Returns how
+        many points were new."""
         encodings = {key: _key_encoding(key) for key in {p[0] for p in points}}
         timestamps = [p[2] for p in points]
         # Points already stored are skipped: one point per (key, step, timestamp, value), as
@@ -678,6 +679,7 @@ class TrackioStore(AbstractStore):
         # Trackio rows: the points of one (step, timestamp) share a row, one value per key.
         groups: dict[tuple, list[dict]] = {}
         latest: dict[str, tuple] = {}
+        written = 0
         for key, value, ts, step in points:
             if stored and (key, step, ts, value if value == value else _NAN) in stored:
                 continue
@@ -694,9 +696,11 @@ class TrackioStore(AbstractStore):
                         break
                     old = row[key]
                     if old == value or (old != old and value != value):
+                        written -= 1  # the same point twice in one batch
                         break
                 else:
                     rows.append({key: value})
+            written += 1
             rank = (step, ts)
             current = latest.get(key)
             if current is None or rank > current[0] or (
@@ -704,7 +708,7 @@ class TrackioStore(AbstractStore):
             ):
                 latest[key] = (rank, value)
         if not latest:
-            return
+            return 0
 
         metric_rows, system_rows = [], []
         for (system, step, ts), rows in groups.items():
@@ -728,6 +732,7 @@ class TrackioStore(AbstractStore):
                 for key, ((step, ts), value) in latest.items()
             ],
         )
+        return written
 
     def get_metric_history(self, run_id, metric_key, max_results=None, page_token=None):
         try:
@@ -807,6 +812,61 @@ class TrackioStore(AbstractStore):
             )
         with self._run_tx(run_id, active=False) as (db, conn, _):
             db.link_traces(conn, run_id, list(trace_ids))
+
+    def import_run(self, experiment_id: str, run: Run, batches, artifact_uri: str, on_batch=None) -> int:
+        """Insert ``run`` keeping its id, times and status, or complete it if it is already here,
+        in one transaction; ``batches`` yields lists of (key, value, timestamp_ms, step). Points
+        already stored are not written again. Returns how many points were new. Used by
+        ``mytracker copy``; an imported run has no owning process here.
+        """
+        db, _ = self._experiment(experiment_id)
+        info, run_id = run.info, run.info.run_id
+        written = 0
+        with db.write() as conn:
+            state = db.run_state(conn, run_id)
+            if state is None:
+                row = {
+                    "run_id": run_id, "name": info.run_name, "user_id": info.user_id,
+                    "status": info.status, "start_time": info.start_time,
+                    "artifact_uri": artifact_uri,
+                }
+                db.insert_run(conn, row, list(run.data.tags.items()), None)
+                state = (LifecycleStage.ACTIVE, info.run_name, info.status, None)
+            else:
+                db.set_tags(conn, run_id, list(run.data.tags.items()))
+            wanted = {
+                "lifecycle_stage": info.lifecycle_stage, "name": info.run_name,
+                "status": info.status, "end_time": info.end_time,
+            }
+            fields = {k: wanted[k] for k, old in zip(wanted, state) if wanted[k] != old}
+            if fields.get("lifecycle_stage") == LifecycleStage.DELETED:
+                fields["deleted_time"] = info.end_time or info.start_time
+            if fields:
+                db.update_run(conn, run_id, **fields)
+            existing = db.params(conn, run_id, list(run.data.params))
+            db.insert_params(
+                conn, run_id, [(k, v) for k, v in run.data.params.items() if k not in existing]
+            )
+            if run.inputs and run.inputs.dataset_inputs:
+                db.log_inputs(
+                    conn,
+                    run_id,
+                    [
+                        (
+                            {f: getattr(d.dataset, f) for f in _DATASET_FIELDS},
+                            [(t.key, t.value) for t in d.tags],
+                        )
+                        for d in run.inputs.dataset_inputs
+                    ],
+                )
+            for batch in batches:
+                if batch:
+                    written += self._log_metrics(db, conn, run_id, info.run_name, batch)
+                if on_batch:
+                    on_batch(len(batch))
+            self._refresh_config(db, conn, run_id)
+        self._run_paths[run_id] = db.path
+        return written
 
     # --- runs whose process died ------------------------------------------------------------
 
