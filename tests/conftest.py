@@ -52,9 +52,9 @@ def tracking(store_uri):
     mlflow.set_tracking_uri(None)
 
 
-@pytest.fixture
+@pytest.fixture(autouse=True)
 def fresh_mlflow_state():
-    """Afterwards, undo what `mytracker.autolog()`/`mytracker.init()` leave in MLflow's
+    """After every test, undo what `mytracker.autolog()`/`mytracker.init()` leave in MLflow's
     process-wide state: autologging, active runs, the tracking URI and the active experiment."""
     yield
     import warnings
@@ -71,3 +71,4 @@ def fresh_mlflow_state():
     mlflow.set_tracking_uri(None)
     mlflow.tracking.fluent._active_experiment_id = None
     os.environ.pop("MLFLOW_EXPERIMENT_ID", None)
+    os.environ.pop("MLFLOW_EXPERIMENT_NAME", None)

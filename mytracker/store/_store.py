@@ -72,7 +72,7 @@ from mlflow.utils.validation import (
     _validate_tag,
 )
 
-from mytracker.store import _db
+from mytracker.store import _db, _media
 from mytracker.store._db import DatabaseError, ProjectDB
 from mytracker.store._uri import data_dir_from_uri
 
@@ -188,7 +188,9 @@ class TrackioStore(AbstractStore):
             raise MlflowException(
                 f"Cannot create the Trackio data directory {self.data_dir}: {e}", INVALID_STATE
             ) from e
-        self.artifact_root = artifact_uri or (self.data_dir / "mlflow-artifacts").as_uri()
+        # Set inside `mlflow server` (`mlflow-artifacts:/`); otherwise artifacts go where
+        # Trackio's dashboard lists them (see `_media`).
+        self.artifact_uri = artifact_uri
         self._lock = threading.RLock()
         self._dbs: OrderedDict[Path, ProjectDB] = OrderedDict()
         self._pid = os.getpid()
@@ -297,7 +299,11 @@ class TrackioStore(AbstractStore):
 
     def _create_experiment_file(self, experiment_id, name, artifact_location, tags) -> None:
         path = self._new_project_path(name)
-        location = artifact_location or append_to_uri_path(self.artifact_root, experiment_id)
+        location = artifact_location or (
+            append_to_uri_path(self.artifact_uri, experiment_id)
+            if self.artifact_uri
+            else _media.default_artifact_location(path)
+        )
         try:
             db = self._db(path, create=True)
             db.create_experiment(
@@ -567,6 +573,8 @@ class TrackioStore(AbstractStore):
                 "artifact_uri FROM mlflow_runs WHERE run_id = ?",
                 (run_id,),
             ).fetchone()
+            if run_status is not None and RunStatus.is_terminated(run_status):
+                _media.publish_run_images(conn, db.path, run_id, row[1], row[7])
         experiment_id = db.experiment()["experiment_id"]
         return self._to_run(
             experiment_id,
@@ -865,6 +873,8 @@ class TrackioStore(AbstractStore):
                 if on_batch:
                     on_batch(len(batch))
             self._refresh_config(db, conn, run_id)
+            if RunStatus.is_terminated(RunStatus.from_string(info.status)):
+                _media.publish_run_images(conn, db.path, run_id, info.run_name, artifact_uri)
         self._run_paths[run_id] = db.path
         return written
 
