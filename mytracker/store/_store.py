@@ -387,15 +387,23 @@ class TrackioStore(AbstractStore):
         page, token = SearchUtils.paginate(ordered, page_token, max_results)
         return PagedList(page, token)
 
-    def _update_experiment(self, experiment_id, stages, require_active=False, **fields):
-        db, experiment = self._experiment(_parse_experiment_id(experiment_id), stages)
-        if require_active and experiment["lifecycle_stage"] != LifecycleStage.ACTIVE:
+    def _active_experiment(self, experiment_id) -> tuple[ProjectDB, dict]:
+        db, experiment = self._experiment(_parse_experiment_id(experiment_id))
+        if experiment["lifecycle_stage"] != LifecycleStage.ACTIVE:
             raise MlflowException(
                 f"The experiment {experiment_id} must be in the 'active' state. "
                 f"Current state is {experiment['lifecycle_stage']}.",
                 INVALID_PARAMETER_VALUE,
             )
         return db, experiment
+
+    def filter_active_experiment_ids(self, experiment_ids):
+        active = []
+        for experiment_id in experiment_ids:
+            found = self._find_experiment(str(experiment_id))
+            if found and found[1]["lifecycle_stage"] == LifecycleStage.ACTIVE:
+                active.append(experiment_id)
+        return active
 
     def delete_experiment(self, experiment_id):
         self._set_experiment_lifecycle(experiment_id, LifecycleStage.ACTIVE, LifecycleStage.DELETED)
@@ -426,14 +434,14 @@ class TrackioStore(AbstractStore):
 
     def set_experiment_tag(self, experiment_id, tag):
         _validate_experiment_tag(tag.key, tag.value)
-        db, _ = self._update_experiment(experiment_id, None, require_active=True)
+        db, _ = self._active_experiment(experiment_id)
         with db.write() as conn:
             conn.execute(
                 "INSERT OR REPLACE INTO mlflow_experiment_tags VALUES (?, ?)", (tag.key, tag.value)
             )
 
     def delete_experiment_tag(self, experiment_id, key):
-        db, _ = self._update_experiment(experiment_id, None, require_active=True)
+        db, _ = self._active_experiment(experiment_id)
         with db.write() as conn:
             if conn.execute("DELETE FROM mlflow_experiment_tags WHERE key = ?", (key,)).rowcount == 0:
                 raise MlflowException(
@@ -1098,7 +1106,6 @@ _EMPTY_LISTINGS = {
     "search_issues": lambda *a, **k: PagedList([], None),
     "list_label_schemas": lambda *a, **k: PagedList([], None),
     "list_review_queues": lambda *a, **k: PagedList([], None),
-    "filter_active_experiment_ids": None,  # implemented below
 }
 
 
@@ -1113,15 +1120,6 @@ def _unsupported(name: str):
 
     method.__name__ = name
     return method
-
-
-def _filter_active_experiment_ids(self, experiment_ids):
-    active = []
-    for experiment_id in experiment_ids:
-        found = self._find_experiment(str(experiment_id))
-        if found and found[1]["lifecycle_stage"] == LifecycleStage.ACTIVE:
-            active.append(experiment_id)
-    return active
 
 
 def _named_errors(method):
@@ -1145,9 +1143,7 @@ def _install_unsupported() -> None:
                 continue
             if not inspect.isfunction(member):
                 continue
-            if name == "filter_active_experiment_ids":
-                setattr(TrackioStore, name, _filter_active_experiment_ids)
-            elif name in _EMPTY_LISTINGS:
+            if name in _EMPTY_LISTINGS:
                 setattr(TrackioStore, name, _EMPTY_LISTINGS[name])
             else:
                 setattr(TrackioStore, name, _unsupported(name))
