@@ -315,3 +315,18 @@ def test_reads_inside_a_write_see_the_write(tracking, data_dir):
         assert db.experiment()["name"] == "inside"
         assert not db.has_run("0" * 32)
     assert db.experiment()["name"] == "inside"
+
+
+def test_outputs_and_trace_links_are_kept(tracking):
+    from mlflow.entities.logged_model_output import LoggedModelOutput
+
+    store = mlflow.tracking._tracking_service.utils._get_store()
+    client = MlflowClient()
+    run_id = client.create_run(client.create_experiment("outputs")).info.run_id
+    store.log_outputs(run_id, [LoggedModelOutput("m-123", 4)])
+    store.link_traces_to_run(["tr-1", "tr-2"], run_id)
+    store.link_traces_to_run(["tr-1"], run_id)  # linking again is harmless
+    outputs = client.get_run(run_id).outputs.model_outputs
+    assert [(o.model_id, o.step) for o in outputs] == [("m-123", 4)]
+    with pytest.raises(MlflowException, match="more than 100 traces"):
+        store.link_traces_to_run([f"t{i}" for i in range(101)], run_id)
