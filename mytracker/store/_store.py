@@ -225,7 +225,8 @@ class TrackioStore(AbstractStore):
                 db = ProjectDB(path, create=create)
                 self._dbs[path] = db
                 while len(self._dbs) > _MAX_OPEN_FILES:
-                    self._dbs.popitem(last=False)[1].close()
+                    # Not closed here: a thread may still hold it; it closes when released.
+                    self._dbs.popitem(last=False)
             self._dbs.move_to_end(path)
             return db
 
@@ -235,14 +236,21 @@ class TrackioStore(AbstractStore):
             try:
                 yield self._db(path)
             except (DatabaseError, FileNotFoundError) as e:
-                if path not in self._broken_warned:
-                    self._broken_warned.add(path)
-                    _logger.warning("Skipping %s: %s", path, e)
+                self._warn_skipping(path, e)
+
+    def _warn_skipping(self, path: Path, error: Exception) -> None:
+        if path not in self._broken_warned:
+            self._broken_warned.add(path)
+            _logger.warning("Skipping %s: %s", path, error)
 
     def _experiments(self) -> list[tuple[ProjectDB, dict]]:
         found = []
         for db in self._project_dbs():
-            experiment = db.experiment()
+            try:
+                experiment = db.experiment()
+            except DatabaseError as e:  # damaged: the other experiments still list
+                self._warn_skipping(db.path, e)
+                continue
             if experiment is not None:
                 self._experiment_paths[experiment["experiment_id"]] = db.path
                 found.append((db, experiment))
