@@ -701,13 +701,14 @@ class TrackioStore(AbstractStore):
                         stored.add((key, step, ts, value if value == value else _NAN))
 
         # Trackio rows: the points of one (step, timestamp) share a row, one value per key.
+        system_keys = {key for key, encoding in encodings.items() if encoding[0]}
         groups: dict[tuple, list[dict]] = {}
         latest: dict[str, tuple] = {}
         written = 0
         for key, value, ts, step in points:
             if stored and (key, step, ts, value if value == value else _NAN) in stored:
                 continue
-            group_key = (encodings[key][0], step, ts)
+            group_key = (key in system_keys, step, ts)
             rows = groups.get(group_key)
             if rows is None:
                 groups[group_key] = [{key: value}]
@@ -734,11 +735,18 @@ class TrackioStore(AbstractStore):
         if not latest:
             return 0
 
+        quoted = {key: encoding[1] for key, encoding in encodings.items()}
+        json_number = _db.json_number
         metric_rows, system_rows = [], []
         for (system, step, ts), rows in groups.items():
             for row in rows:
+                if len(row) == 1 and not system:  # the common shape: one key per step
+                    ((k, v),) = row.items()
+                    text = "{" + quoted[k] + ":" + (repr(v) if v - v == 0 else json_number(v)) + "}"
+                    metric_rows.append((step, ts, text))
+                    continue
                 fields = [
-                    f"{encodings[k][1]}:{repr(v) if v - v == 0 else _db.json_number(v)}"
+                    quoted[k] + ":" + (repr(v) if v - v == 0 else json_number(v))
                     for k, v in row.items()
                 ]
                 if system:
