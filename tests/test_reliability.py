@@ -367,3 +367,35 @@ def test_full_disk_gets_a_clear_error_and_keeps_what_was_written(tmp_path):
         assert [m.step for m in history] == list(range(logged))  # every acknowledged batch
         conn = sqlite3.connect(data_dir / "full.db")
         assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+
+
+CREATOR = """
+import sys, mlflow
+client = mlflow.MlflowClient(sys.argv[1])
+for i in range(40):
+    client.create_experiment(f"made-{i}")
+"""
+
+LOOKER = """
+import sys, time, mlflow
+client = mlflow.MlflowClient(sys.argv[1])
+deadline = time.time() + 60
+seen = set()
+while len(seen) < 40 and time.time() < deadline:
+    for i in range(40):
+        if client.get_experiment_by_name(f"made-{i}") is not None:
+            seen.add(i)
+    client.search_experiments()
+print(len(seen))
+"""
+
+
+def test_experiments_appear_whole_to_other_processes(store_uri):
+    MlflowClient(store_uri).search_experiments()  # the data directory exists
+    looker = _python(LOOKER, store_uri, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    creator = _python(CREATOR, store_uri, stderr=subprocess.PIPE, text=True)
+    _, creator_err = creator.communicate(timeout=300)
+    seen, looker_err = looker.communicate(timeout=300)
+    assert creator.returncode == 0, creator_err
+    assert looker.returncode == 0 and seen.strip() == "40", looker_err
+    assert "Skipping" not in looker_err  # never a half-made project file

@@ -312,12 +312,20 @@ class TrackioStore(AbstractStore):
             if self.artifact_uri
             else _media.default_artifact_location(path)
         )
+        fields = (experiment_id, name, location, get_current_time_millis(), {t.key: t.value for t in tags})
         try:
-            db = self._db(path, create=True)
-            db.create_experiment(
-                experiment_id, name, location, get_current_time_millis(),
-                {tag.key: tag.value for tag in tags},
-            )
+            if path.exists():  # a plain Trackio project of this very name: adopt it in place
+                self._db(path).create_experiment(*fields)
+            else:
+                # Made whole under a name no reader lists, then renamed into place, so another
+                # process never opens a half-made project.
+                draft = path.with_name(f".{path.name}.{os.getpid()}.draft")
+                draft_db = ProjectDB(draft, create=True)
+                try:
+                    draft_db.create_experiment(*fields)
+                finally:
+                    draft_db.close()
+                os.replace(draft, path)
         except DatabaseError as e:
             raise _wrap_db_errors(e) from e
         except OSError as e:
