@@ -557,6 +557,7 @@ def mlflow_server(tmp_path, empty_mlflow_db):
             process.wait()
 
 
+@pytest.mark.heavy
 def test_copy_from_a_tracking_server(mlflow_server, tmp_path):
     _log_small_history(mlflow_server)
     data_dir = tmp_path / "trackio"

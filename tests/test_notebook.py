@@ -13,6 +13,8 @@ from nbclient import NotebookClient
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
+pytestmark = pytest.mark.heavy  # a real Jupyter kernel and fresh interpreters
+
 def test_quickstart_notebook_executes(trackio_home, tmp_path, fresh_mlflow_state):
     from trackio.sqlite_storage import SQLiteStorage
 

@@ -145,6 +145,7 @@ print(reads)
 """
 
 
+@pytest.mark.heavy
 def test_eight_writers_trackio_writer_and_dashboard_reader(store_uri, data_dir):
     client = MlflowClient(store_uri)
     experiment_id = client.create_experiment("stress")

@@ -27,6 +27,8 @@ LOAD_STEPS = 700  # x 3 metric keys: 2,100 points per run, 50,400 in all
 LOAD_CLIENT_SCRIPT = Path(__file__).with_name("load_client.py")
 
 
+pytestmark = pytest.mark.heavy  # each test starts MLflow's tracking server
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """`mytracker server --workers 4` writing into the session's Trackio directory, so Trackio's
