@@ -18,6 +18,7 @@ import logging
 import math
 import os
 import threading
+import weakref
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -95,6 +96,32 @@ _STRING_ATTRIBUTES = {"run_id", "run_name", "status", "user_id", "artifact_uri",
 
 def _wrap_db_errors(error: DatabaseError) -> MlflowException:
     return MlflowException(str(error), INVALID_STATE)
+
+
+_LIVE_STORES: "weakref.WeakSet[TrackioStore]" = weakref.WeakSet()
+_drain_registered = False
+
+
+def _drain_at_exit(store: "TrackioStore") -> None:
+    """Write what asynchronous logging still holds when the interpreter exits.
+
+    MLflow drains its queue in an atexit hook, which runs after concurrent.futures has stopped
+    accepting work, and so loses the last batches. Threading's exit hooks run earlier (the last
+    registered first), so the drain is registered there, once for all stores.
+    """
+    global _drain_registered
+    if not _drain_registered:
+        _drain_registered = True
+
+        def drain() -> None:
+            for live in list(_LIVE_STORES):
+                live.shut_down_async_logging()
+
+        try:
+            threading._register_atexit(drain)
+        except (AttributeError, RuntimeError):  # another Python, or already shutting down
+            atexit.register(drain)
+    _LIVE_STORES.add(store)
 
 
 def _configure_registry_mappers() -> None:
@@ -199,13 +226,7 @@ class TrackioStore(AbstractStore):
         self._broken_warned: set[Path] = set()
         if os.environ.get("_MLFLOW_SERVER_FILE_STORE"):
             _configure_registry_mappers()
-        # MLflow drains the async-logging queue in an atexit hook, which runs after
-        # concurrent.futures has stopped accepting work, and so loses the last batches.
-        # Threading's exit hooks run earlier (last registered first): drain there.
-        try:
-            threading._register_atexit(self.shut_down_async_logging)
-        except (AttributeError, RuntimeError):  # another Python, or already shutting down
-            atexit.register(self.shut_down_async_logging)
+        _drain_at_exit(self)
         if self._find_experiment(DEFAULT_EXPERIMENT_ID) is None:
             with self._directory_lock():
                 if self._find_experiment(DEFAULT_EXPERIMENT_ID) is None:
