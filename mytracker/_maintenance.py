@@ -26,7 +26,12 @@ def _run(args: argparse.Namespace) -> int:
 
     from mytracker.store import build_store
 
-    uri = f"trackio://{args.dir}" if args.dir else "trackio://"
+    from pathlib import Path
+
+    if args.dir and not Path(args.dir).is_dir():
+        print(f"mytracker: no Trackio data directory at {args.dir}")
+        return 2
+    uri = f"trackio://{Path(args.dir).resolve()}" if args.dir else "trackio://"
     try:
         closed = build_store(uri).close_dead_runs(dry_run=args.dry_run)
     except MlflowException as e:
