@@ -400,3 +400,14 @@ def test_experiments_appear_whole_to_other_processes(store_uri):
     assert creator.returncode == 0, creator_err
     assert looker.returncode == 0 and seen.strip() == "40", looker_err
     assert "Skipping" not in looker_err  # never a half-made project file
+
+
+def test_close_dead_runs_refuses_a_missing_directory(tmp_path):
+    missing = tmp_path / "missing"
+    result = subprocess.run(
+        [sys.executable, "-m", "mytracker.cli", "close-dead-runs", "--dir", str(missing)],
+        capture_output=True, text=True,
+    )
+    assert result.returncode == 2
+    assert f"no Trackio data directory at {missing}" in result.stdout
+    assert not missing.exists()
