@@ -36,7 +36,17 @@ _HOMES = {
     "log_time_series_metrics": "mytracker._sdk",
     "start_run": "mytracker._sdk",
 }
-__all__ = sorted(_HOMES)
+__all__ = [
+    "autolog",
+    "build_store",
+    "end_run",
+    "get_experiment_df",
+    "init",
+    "log_metrics",
+    "log_params",
+    "log_time_series_metrics",
+    "start_run",
+]
 __version__ = "0.1.0"
 
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 from urllib.parse import urlparse
 
-from mlflow.entities import Experiment, LifecycleStage, Run, RunStatus, ViewType
+from mlflow.entities import Experiment, LifecycleStage, Run, ViewType
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE, RESOURCE_DOES_NOT_EXIST
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
@@ -435,7 +435,6 @@ def import_run_sql(store, experiment_id: str, run: Run, batches: Iterable[list[P
     """Insert or complete ``run`` (keeping its id) in an MLflow ``SqlAlchemyStore``, in one
     session; return the number of metric points written. ``exists=False`` promises the run is
     new (skips looking up what it already holds)."""
-    import uuid
 
     from mlflow.store.tracking.dbmodels.models import (
         SqlDataset, SqlInput, SqlInputTag, SqlLatestMetric, SqlMetric, SqlParam, SqlRun, SqlTag,

@@ -12,7 +12,6 @@ import os
 import shutil
 import tempfile
 import time
-from pathlib import Path
 
 import mlflow
 import pytest

@@ -12,7 +12,6 @@ from urllib.parse import quote
 import matplotlib
 import mlflow
 import numpy as np
-import pytest
 from framework_helpers import artifact_files
 from mlflow import MlflowClient
 from sklearn.datasets import make_classification
