@@ -50,7 +50,10 @@ def iso_from_ms(timestamp_ms: int) -> str:
     """Trackio's timestamp text for an MLflow millisecond timestamp, always in one fixed format
     (Trackio orders rows by this string): ``2026-01-02T03:04:05.678000+00:00``."""
     seconds, ms = divmod(timestamp_ms, 1000)
-    return f"{_iso_second(seconds)}.{ms:03d}000+00:00"
+    return _iso_second(seconds) + _MS_SUFFIX[ms]
+
+
+_MS_SUFFIX = [f".{ms:03d}000+00:00" for ms in range(1000)]
 
 
 @lru_cache(maxsize=4096)

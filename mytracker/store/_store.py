@@ -198,6 +198,43 @@ def _sanitized(value: float) -> float:
     return max(min(value, 1.7976931348623157e308), -1.7976931348623157e308)
 
 
+def _group_rows(points: list, quoted: dict, system_keys: set) -> tuple[int, list, list]:
+    """Trackio rows for points: those of one (step, timestamp) share a row, one value per key
+    (a second value for a key starts another row; the same value again is the same point).
+    Returns (points written, metric rows, system rows), rows as (step, timestamp_ms, JSON)."""
+    groups: dict[tuple, list[dict]] = {}
+    written = 0
+    for key, value, ts, step in points:
+        group_key = (key in system_keys, step, ts)
+        rows = groups.get(group_key)
+        if rows is None:
+            groups[group_key] = [{key: value}]
+        else:
+            # Rows holding `key` come first; a row without it takes the point.
+            for row in rows:
+                if key not in row:
+                    row[key] = value
+                    break
+                old = row[key]
+                if old == value or (old != old and value != value):
+                    written -= 1  # the same point twice in one batch
+                    break
+            else:
+                rows.append({key: value})
+        written += 1
+    metric_rows, system_rows = [], []
+    for (system, step, ts), rows in groups.items():
+        for row in rows:
+            fields = [
+                quoted[k] + ":" + (repr(v) if v - v == 0 else _db.json_number(v))
+                for k, v in row.items()
+            ]
+            if system:
+                fields.append(f'"step":{step}')
+            (system_rows if system else metric_rows).append((step, ts, "{" + ",".join(fields) + "}"))
+    return written, metric_rows, system_rows
+
+
 class TrackioStore(AbstractStore):
     """MLflow tracking store that keeps every experiment in a Trackio project database.
 
@@ -729,58 +766,34 @@ class TrackioStore(AbstractStore):
                         key = prefix + _db.mlflow_metric_key(trackio_key)
                         stored.add((key, step, ts, value if value == value else _NAN))
 
-        # Trackio rows: the points of one (step, timestamp) share a row, one value per key.
-        system_keys = {key for key, encoding in encodings.items() if encoding[0]}
-        groups: dict[tuple, list[dict]] = {}
+        if stored:
+            points = [
+                p for p in points if (p[0], p[3], p[2], p[1] if p[1] == p[1] else _NAN) not in stored
+            ]
+        if not points:
+            return 0
         latest: dict[str, tuple] = {}
-        written = 0
         for key, value, ts, step in points:
-            if stored and (key, step, ts, value if value == value else _NAN) in stored:
-                continue
-            group_key = (key in system_keys, step, ts)
-            rows = groups.get(group_key)
-            if rows is None:
-                groups[group_key] = [{key: value}]
-            else:
-                # Rows holding `key` come first; a row without it takes the point, an equal
-                # value is the same point again, and otherwise a new row starts.
-                for row in rows:
-                    if key not in row:
-                        row[key] = value
-                        break
-                    old = row[key]
-                    if old == value or (old != old and value != value):
-                        written -= 1  # the same point twice in one batch
-                        break
-                else:
-                    rows.append({key: value})
-            written += 1
             rank = (step, ts)
             current = latest.get(key)
             if current is None or rank > current[0] or (
                 rank == current[0] and _sanitized(value) > _sanitized(current[1])
             ):
                 latest[key] = (rank, value)
-        if not latest:
-            return 0
 
         quoted = {key: encoding[1] for key, encoding in encodings.items()}
         json_number = _db.json_number
-        metric_rows, system_rows = [], []
-        for (system, step, ts), rows in groups.items():
-            for row in rows:
-                if len(row) == 1 and not system:  # the common shape: one key per step
-                    ((k, v),) = row.items()
-                    text = "{" + quoted[k] + ":" + (repr(v) if v - v == 0 else json_number(v)) + "}"
-                    metric_rows.append((step, ts, text))
-                    continue
-                fields = [
-                    quoted[k] + ":" + (repr(v) if v - v == 0 else json_number(v))
-                    for k, v in row.items()
-                ]
-                if system:
-                    fields.append(f'"step":{step}')
-                (system_rows if system else metric_rows).append((step, ts, "{" + ",".join(fields) + "}"))
+        system_keys = {key for key, encoding in encodings.items() if encoding[0]}
+        if not system_keys and len({(p[3], p[2]) for p in points}) == len(points):
+            # One point per (step, timestamp), the shape of a one-key series: a row each.
+            written = len(points)
+            system_rows = []
+            metric_rows = [
+                (step, ts, "{" + quoted[key] + ":" + (repr(v) if v - v == 0 else json_number(v)) + "}")
+                for key, v, ts, step in points
+            ]
+        else:
+            written, metric_rows, system_rows = _group_rows(points, quoted, system_keys)
         if metric_rows:
             db.insert_metric_rows(conn, run_id, run_name, metric_rows)
         if system_rows:
