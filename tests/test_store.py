@@ -330,3 +330,19 @@ def test_outputs_and_trace_links_are_kept(tracking):
     assert [(o.model_id, o.step) for o in outputs] == [("m-123", 4)]
     with pytest.raises(MlflowException, match="more than 100 traces"):
         store.link_traces_to_run([f"t{i}" for i in range(101)], run_id)
+
+
+def test_a_step_logged_in_two_batches_stays_one_trackio_row(tracking, data_dir):
+    client = MlflowClient()
+    run_id = client.create_run(client.create_experiment("split")).info.run_id
+    t = 1_700_000_000_000
+    client.log_batch(run_id, metrics=[Metric("loss", 0.5, t, 7), Metric("acc", 0.9, t, 7)])
+    client.log_batch(run_id, metrics=[Metric("lr", 0.01, t, 7), Metric("loss", 0.5, t, 7)])
+    client.log_batch(run_id, metrics=[Metric("loss", 0.4, t, 7)])  # a second value: its own row
+    rows = sqlite3.connect(data_dir / "split.db").execute(
+        "SELECT metrics FROM metrics WHERE run_id = ? AND step = 7 ORDER BY id", (run_id,)
+    ).fetchall()
+    assert [json.loads(text) for (text,) in rows] == [
+        {"loss": 0.5, "acc": 0.9, "lr": 0.01}, {"loss": 0.4}
+    ]
+    assert [m.value for m in client.get_metric_history(run_id, "loss")] == [0.4, 0.5]

@@ -575,15 +575,22 @@ class ProjectDB:
     @staticmethod
     def existing_points(
         conn: sqlite3.Connection, table: str, run_id: str, first_ms: int, last_ms: int
-    ) -> list[tuple[int, int, str]]:
-        """(step, timestamp_ms, metrics JSON) of a run's rows within a time window."""
+    ) -> list[tuple[int, int, int, str]]:
+        """(row id, step, timestamp_ms, metrics JSON) of a run's rows within a time window."""
         step = "step" if table == "metrics" else "json_extract(metrics, '$.step')"
         rows = conn.execute(
-            f"SELECT {step}, timestamp, metrics FROM {table} "
+            f"SELECT id, {step}, timestamp, metrics FROM {table} "
             "WHERE run_id = ? AND timestamp BETWEEN ? AND ?",
             (run_id, iso_from_ms(first_ms), iso_from_ms(last_ms)),
         ).fetchall()
-        return [(step_value, ms_from_iso(text), data) for step_value, text, data in rows]
+        return [(row_id, step_value, ms_from_iso(text), data) for row_id, step_value, text, data in rows]
+
+    @staticmethod
+    def update_rows(conn: sqlite3.Connection, table: str, rows: list[tuple[int, str]]) -> None:
+        """Replace the metrics JSON of rows given as (row id, metrics JSON)."""
+        conn.executemany(
+            f"UPDATE {table} SET metrics = ? WHERE id = ?", [(text, row_id) for row_id, text in rows]
+        )
 
     @staticmethod
     def insert_metric_rows(

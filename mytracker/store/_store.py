@@ -25,6 +25,7 @@ from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 
+import orjson  # a dependency of Trackio's
 from mlflow.entities import (
     Dataset,
     DatasetInput,
@@ -198,41 +199,62 @@ def _sanitized(value: float) -> float:
     return max(min(value, 1.7976931348623157e308), -1.7976931348623157e308)
 
 
-def _group_rows(points: list, quoted: dict, system_keys: set) -> tuple[int, list, list]:
+def _group_rows(points: list, quoted: dict, system_keys: set, open_rows: dict) -> tuple:
     """Trackio rows for points: those of one (step, timestamp) share a row, one value per key
     (a second value for a key starts another row; the same value again is the same point).
-    Returns (points written, metric rows, system rows), rows as (step, timestamp_ms, JSON)."""
+    `open_rows` holds stored rows, (row id, values) by (system, step, timestamp), that may take
+    more keys. Returns (points written, new metric rows, new system rows, updated rows by
+    system), new rows as (step, timestamp_ms, JSON) and updates as (row id, JSON)."""
     groups: dict[tuple, list[dict]] = {}
+    stored_rows: dict[int, tuple[int, int]] = {}  # id(row) -> (row id, size when read)
     written = 0
     for key, value, ts, step in points:
         group_key = (key in system_keys, step, ts)
+        quoted_key = quoted[key]
         rows = groups.get(group_key)
         if rows is None:
-            groups[group_key] = [{key: value}]
+            rows = groups[group_key] = []
+            for row_id, values in open_rows.get(group_key, ()) if open_rows else ():
+                row = dict(values)
+                stored_rows[id(row)] = (row_id, len(row))
+                rows.append(row)
+            if not rows:
+                rows.append({quoted_key: value})
+                written += 1
+                continue
+        # Rows holding the key come first; a row without it takes the point.
+        for row in rows:
+            if quoted_key not in row:
+                row[quoted_key] = value
+                break
+            old = row[quoted_key]
+            if old == value or (old != old and value != value):
+                written -= 1  # the same point twice in one batch
+                break
         else:
-            # Rows holding `key` come first; a row without it takes the point.
-            for row in rows:
-                if key not in row:
-                    row[key] = value
-                    break
-                old = row[key]
-                if old == value or (old != old and value != value):
-                    written -= 1  # the same point twice in one batch
-                    break
-            else:
-                rows.append({key: value})
+            rows.append({quoted_key: value})
         written += 1
-    metric_rows, system_rows = [], []
+
+    def number(v: float) -> str:
+        return repr(v) if v - v == 0 else _db.json_number(v)
+
+    metric_rows, system_rows, updates = [], [], {False: [], True: []}
     for (system, step, ts), rows in groups.items():
         for row in rows:
-            fields = [
-                quoted[k] + ":" + (repr(v) if v - v == 0 else _db.json_number(v))
-                for k, v in row.items()
-            ]
+            stored = stored_rows.get(id(row))
+            if stored is not None and len(row) == stored[1]:
+                continue  # a stored row that took nothing
             if system:
+                fields = [k + ":" + number(v) for k, v in row.items() if k != '"step"']
                 fields.append(f'"step":{step}')
-            (system_rows if system else metric_rows).append((step, ts, "{" + ",".join(fields) + "}"))
-    return written, metric_rows, system_rows
+            else:
+                fields = [k + ":" + number(v) for k, v in row.items()]
+            text = "{" + ",".join(fields) + "}"
+            if stored is not None:
+                updates[system].append((stored[0], text))
+            else:
+                (system_rows if system else metric_rows).append((step, ts, text))
+    return written, metric_rows, system_rows, updates
 
 
 class TrackioStore(AbstractStore):
@@ -757,14 +779,30 @@ class TrackioStore(AbstractStore):
         # Points already stored are skipped: one point per (key, step, timestamp, value), as
         # MLflow's SQL store keeps them (so a retried batch changes nothing).
         stored = set()
+        # Rows of this window that only hold metrics can take more keys of their (step,
+        # timestamp): a step whose keys arrive in two batches stays one Trackio row.
+        open_rows: dict[tuple, list[tuple[int, dict]]] = {}
         for system in {encoding[0] for encoding in encodings.values()}:
             table, prefix = ("system_metrics", SYSTEM_PREFIX) if system else ("metrics", "")
-            for step, ts, text in db.existing_points(conn, table, run_id, min(timestamps), max(timestamps)):
-                for trackio_key, raw in json.loads(text).items():
+            window = db.existing_points(conn, table, run_id, min(timestamps), max(timestamps))
+            for row_id, step, ts, text in window:
+                data = orjson.loads(text)
+                numeric = True
+                for trackio_key, raw in data.items():
                     value = _db.number_from_json(raw)
-                    if value is not None and not (system and trackio_key == "step"):
-                        key = prefix + _db.mlflow_metric_key(trackio_key)
-                        stored.add((key, step, ts, value if value == value else _NAN))
+                    if system and trackio_key == "step":
+                        continue
+                    if value is None:
+                        numeric = False
+                        continue
+                    key = prefix + _db.mlflow_metric_key(trackio_key)
+                    stored.add((key, step, ts, value if value == value else _NAN))
+                if numeric:
+                    values = {
+                        json.dumps(k, ensure_ascii=False): _db.number_from_json(v)
+                        for k, v in data.items()
+                    }
+                    open_rows.setdefault((system, step, ts), []).append((row_id, values))
 
         if stored:
             points = [
@@ -784,7 +822,7 @@ class TrackioStore(AbstractStore):
         quoted = {key: encoding[1] for key, encoding in encodings.items()}
         json_number = _db.json_number
         system_keys = {key for key, encoding in encodings.items() if encoding[0]}
-        if not system_keys and len({(p[3], p[2]) for p in points}) == len(points):
+        if not system_keys and not open_rows and len({(p[3], p[2]) for p in points}) == len(points):
             # One point per (step, timestamp), the shape of a one-key series: a row each.
             written = len(points)
             system_rows = []
@@ -793,7 +831,12 @@ class TrackioStore(AbstractStore):
                 for key, v, ts, step in points
             ]
         else:
-            written, metric_rows, system_rows = _group_rows(points, quoted, system_keys)
+            written, metric_rows, system_rows, updates = _group_rows(
+                points, quoted, system_keys, open_rows
+            )
+            for system, rows in ((False, updates[False]), (True, updates[True])):
+                if rows:
+                    db.update_rows(conn, "system_metrics" if system else "metrics", rows)
         if metric_rows:
             db.insert_metric_rows(conn, run_id, run_name, metric_rows)
         if system_rows:
@@ -1090,7 +1133,10 @@ def _metric_points(metrics: Sequence[Metric]) -> list[tuple[str, float, int, int
     distinct key's name is checked once (this is the hot path of every metric logged)."""
     points = []
     for index, m in enumerate(metrics):
-        key, value, timestamp_ms, step = m.key, m.value, m.timestamp, m.step
+        try:  # MLflow's Metric keeps its fields in these attributes; reading them skips 4 calls
+            key, value, timestamp_ms, step = m._key, m._value, m._timestamp, m._step
+        except AttributeError:
+            key, value, timestamp_ms, step = m.key, m.value, m.timestamp, m.step
         if not (
             (type(value) is float or type(value) is int)
             and type(timestamp_ms) is int
