@@ -263,7 +263,6 @@ class ProjectDB:
     def __init__(self, path: Path, *, create: bool = False):
         self.path = path
         self._lock = threading.RLock()
-        self._pid = os.getpid()
         if not create and not path.exists():
             raise FileNotFoundError(path)
         # In a read-only directory SQLite cannot make the WAL index files it needs to read a WAL
