@@ -16,6 +16,7 @@ import inspect
 import json
 import logging
 import math
+import operator
 import os
 import threading
 import weakref
@@ -23,6 +24,7 @@ from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
+from itertools import islice
 from pathlib import Path
 
 import orjson  # a dependency of Trackio's
@@ -199,12 +201,27 @@ def _sanitized(value: float) -> float:
     return max(min(value, 1.7976931348623157e308), -1.7976931348623157e308)
 
 
+def _latest_points(points: list) -> dict[str, tuple]:
+    """((step, timestamp), value) per key of the point MLflow calls latest: the largest (step,
+    timestamp, value), comparing values as MLflow's SQL store does."""
+    latest: dict[str, tuple] = {}
+    for key, value, ts, step in points:
+        rank = (step, ts)
+        current = latest.get(key)
+        if current is None or rank > current[0] or (
+            rank == current[0] and _sanitized(value) > _sanitized(current[1])
+        ):
+            latest[key] = (rank, value)
+    return latest
+
+
 def _group_rows(points: list, quoted: dict, system_keys: set, open_rows: dict) -> tuple:
     """Trackio rows for points: those of one (step, timestamp) share a row, one value per key
     (a second value for a key starts another row; the same value again is the same point).
     `open_rows` holds stored rows, (row id, values) by (system, step, timestamp), that may take
     more keys. Returns (points written, new metric rows, new system rows, updated rows by
-    system), new rows as (step, timestamp_ms, JSON) and updates as (row id, JSON)."""
+    system), new rows as one flat list (timestamp_ms, step, JSON, ...) and updates as (row id,
+    JSON)."""
     groups: dict[tuple, list[dict]] = {}
     stored_rows: dict[int, tuple[int, int]] = {}  # id(row) -> (row id, size when read)
     written = 0
@@ -235,25 +252,28 @@ def _group_rows(points: list, quoted: dict, system_keys: set, open_rows: dict) -
             rows.append({quoted_key: value})
         written += 1
 
-    def number(v: float) -> str:
-        return repr(v) if v - v == 0 else _db.json_number(v)
-
-    metric_rows, system_rows, updates = [], [], {False: [], True: []}
-    for (system, step, ts), rows in groups.items():
-        for row in rows:
+    pending = []  # (system, step, ts, values, stored row id or None): the rows to write
+    for (system, step, ts), group in groups.items():
+        for row in group:
             stored = stored_rows.get(id(row))
-            if stored is not None and len(row) == stored[1]:
-                continue  # a stored row that took nothing
-            if system:
-                fields = [k + ":" + number(v) for k, v in row.items() if k != '"step"']
-                fields.append(f'"step":{step}')
-            else:
-                fields = [k + ":" + number(v) for k, v in row.items()]
-            text = "{" + ",".join(fields) + "}"
-            if stored is not None:
-                updates[system].append((stored[0], text))
-            else:
-                (system_rows if system else metric_rows).append((step, ts, text))
+            if stored is None or len(row) != stored[1]:  # a stored row that took nothing stays
+                pending.append((system, step, ts, row, None if stored is None else stored[0]))
+    # All values formatted at once; a system row's stored "step" is written from `step`.
+    texts = iter(_db.json_numbers([v for *_, row, _ in pending for v in row.values()]))
+    metric_rows, system_rows, updates = [], [], {False: [], True: []}
+    for system, step, ts, row, row_id in pending:
+        fields = [
+            k + ":" + text
+            for k, text in zip(row, islice(texts, len(row)))
+            if not system or k != '"step"'
+        ]
+        if system:
+            fields.append(f'"step":{step}')
+        text = "{" + ",".join(fields) + "}"
+        if row_id is not None:
+            updates[system].append((row_id, text))
+        else:
+            (system_rows if system else metric_rows).extend((ts, step, text))
     return written, metric_rows, system_rows, updates
 
 
@@ -734,7 +754,7 @@ class TrackioStore(AbstractStore):
     def log_batch(self, run_id, metrics, params, tags):
         _validate_run_id(run_id)
         _validate_batch_log_limits(metrics, params, tags)
-        points = _metric_points(metrics)
+        columns = _metric_columns(metrics)
         params = [_validate_param(p.key, p.value, path=f"params[{i}]") for i, p in enumerate(params)]
         tags = [_validate_tag(t.key, t.value, path=f"tags[{i}]") for i, t in enumerate(tags)]
         _validate_param_keys_unique(params)
@@ -742,8 +762,8 @@ class TrackioStore(AbstractStore):
             run_name = state[1]
             if params:
                 self._log_params(db, conn, run_id, params)
-            if points:
-                self._log_metrics(db, conn, run_id, run_name, points)
+            if columns[0]:
+                self._log_metrics(db, conn, run_id, run_name, columns)
             if tags:
                 new_name = next((t.value for t in reversed(tags) if t.key == MLFLOW_RUN_NAME), None)
                 if new_name:
@@ -770,12 +790,12 @@ class TrackioStore(AbstractStore):
         db.insert_params(conn, run_id, [(p.key, p.value) for p in params if p.key not in existing])
 
     @staticmethod
-    def _log_metrics(db: ProjectDB, conn, run_id: str, run_name: str, points: list) -> int:
-        """Write validated (key, value, timestamp_ms, step) points: Trackio rows for the
-        dashboard plus MLflow's latest value per key, in the caller's transaction. Returns how
-        many points were new."""
-        encodings = {key: _key_encoding(key) for key in {p[0] for p in points}}
-        timestamps = [p[2] for p in points]
+    def _log_metrics(db: ProjectDB, conn, run_id: str, run_name: str, columns: tuple) -> int:
+        """Write validated metric points, given as columns (keys, values, timestamps_ms, steps):
+        Trackio rows for the dashboard plus MLflow's latest value per key, in the caller's
+        transaction. Returns how many points were new."""
+        keys, values, timestamps, steps = columns
+        encodings = {key: _key_encoding(key) for key in set(keys)}
         # Points already stored are skipped: one point per (key, step, timestamp, value), as
         # MLflow's SQL store keeps them (so a retried batch changes nothing).
         stored = set()
@@ -798,39 +818,43 @@ class TrackioStore(AbstractStore):
                     key = prefix + _db.mlflow_metric_key(trackio_key)
                     stored.add((key, step, ts, value if value == value else _NAN))
                 if numeric:
-                    values = {
+                    row_values = {
                         json.dumps(k, ensure_ascii=False): _db.number_from_json(v)
                         for k, v in data.items()
                     }
-                    open_rows.setdefault((system, step, ts), []).append((row_id, values))
+                    open_rows.setdefault((system, step, ts), []).append((row_id, row_values))
 
         if stored:
-            points = [
-                p for p in points if (p[0], p[3], p[2], p[1] if p[1] == p[1] else _NAN) not in stored
+            new = [
+                (k, v, t, s)
+                for k, v, t, s in zip(keys, values, timestamps, steps)
+                if (k, s, t, v if v == v else _NAN) not in stored
             ]
-        if not points:
-            return 0
-        latest: dict[str, tuple] = {}
-        for key, value, ts, step in points:
-            rank = (step, ts)
-            current = latest.get(key)
-            if current is None or rank > current[0] or (
-                rank == current[0] and _sanitized(value) > _sanitized(current[1])
-            ):
-                latest[key] = (rank, value)
-
+            if not new:
+                return 0
+            keys, values, timestamps, steps = zip(*new)
         quoted = {key: encoding[1] for key, encoding in encodings.items()}
-        json_number = _db.json_number
         system_keys = {key for key, encoding in encodings.items() if encoding[0]}
-        if not system_keys and not open_rows and len({(p[3], p[2]) for p in points}) == len(points):
-            # One point per (step, timestamp), the shape of a one-key series: a row each.
-            written = len(points)
+        ranks = list(zip(steps, timestamps))
+        in_order = all(map(operator.lt, ranks, islice(ranks, 1, None)))  # each rank once
+        if not system_keys and not open_rows and (in_order or len(set(ranks)) == len(ranks)):
+            # One point per (step, timestamp), the shape of a one-key series: a row each, and a
+            # key's latest point is the one with the largest (step, timestamp).
+            written = len(keys)
+            if in_order:  # the last point of a key is its latest
+                latest = dict(zip(keys, zip(ranks, values)))
+            else:
+                latest = {k: (rank, v) for rank, v, k in sorted(zip(ranks, values, keys))}
+            metric_rows = [None] * (3 * written)
+            metric_rows[0::3] = timestamps
+            metric_rows[1::3] = steps
+            heads = {key: "{" + text + ":" for key, text in quoted.items()}
+            texts = _db.json_numbers(list(values))
+            metric_rows[2::3] = [heads[k] + t + "}" for k, t in zip(keys, texts)]
             system_rows = []
-            metric_rows = [
-                (step, ts, "{" + quoted[key] + ":" + (repr(v) if v - v == 0 else json_number(v)) + "}")
-                for key, v, ts, step in points
-            ]
         else:
+            points = list(zip(keys, values, timestamps, steps))
+            latest = _latest_points(points)
             written, metric_rows, system_rows, updates = _group_rows(
                 points, quoted, system_keys, open_rows
             )
@@ -978,7 +1002,8 @@ class TrackioStore(AbstractStore):
                 )
             for batch in batches:
                 if batch:
-                    written += self._log_metrics(db, conn, run_id, info.run_name, batch)
+                    columns = tuple(zip(*batch))
+                    written += self._log_metrics(db, conn, run_id, info.run_name, columns)
                 if on_batch:
                     on_batch(len(batch))
             self._refresh_config(db, conn, run_id)
@@ -1128,30 +1153,51 @@ def _check_timestamp(timestamp_ms, path: str) -> None:
         )
 
 
-def _metric_points(metrics: Sequence[Metric]) -> list[tuple[str, float, int, int]]:
-    """(key, value, timestamp_ms, step) per metric, validated as MLflow validates them; each
-    distinct key's name is checked once (this is the hot path of every metric logged)."""
-    points = []
-    for index, m in enumerate(metrics):
-        try:  # MLflow's Metric keeps its fields in these attributes; reading them skips 4 calls
-            key, value, timestamp_ms, step = m._key, m._value, m._timestamp, m._step
-        except AttributeError:
-            key, value, timestamp_ms, step = m.key, m.value, m.timestamp, m.step
-        if not (
-            (type(value) is float or type(value) is int)
-            and type(timestamp_ms) is int
-            and 0 <= timestamp_ms <= _MAX_TIMESTAMP_MS
-            and type(step) is int
-            and key in _VALID_KEYS
+def _metric_columns(metrics: Sequence[Metric]) -> tuple[tuple, tuple, tuple, tuple]:
+    """(keys, values, timestamps_ms, steps) of metrics, validated as MLflow validates them. The
+    whole batch is checked at once, and each distinct key's name only when first seen: this is
+    the hot path of every metric logged."""
+    if not metrics:
+        return (), (), (), ()
+    try:  # MLflow's Metric keeps its fields in these attributes; reading them skips 4 calls
+        keys = [m._key for m in metrics]
+        values = [m._value for m in metrics]
+        timestamps = [m._timestamp for m in metrics]
+        steps = [m._step for m in metrics]
+    except AttributeError:
+        keys = [m.key for m in metrics]
+        values = [m.value for m in metrics]
+        timestamps = [m.timestamp for m in metrics]
+        steps = [m.step for m in metrics]
+    if not (
+        _NUMBER_TYPES.issuperset(map(type, values))
+        and _INT_TYPE.issuperset(map(type, timestamps))
+        and _INT_TYPE.issuperset(map(type, steps))
+        and 0 <= min(timestamps)
+        and max(timestamps) <= _MAX_TIMESTAMP_MS
+        and _VALID_KEYS.issuperset(keys)
+    ):
+        for index, (key, value, timestamp_ms, step) in enumerate(
+            zip(keys, values, timestamps, steps)
         ):
-            _validate_metric(key, value, timestamp_ms, step, path=f"metrics[{index}]")
-            _check_timestamp(timestamp_ms, f"metrics[{index}].timestamp")
-            if len(_VALID_KEYS) > 100_000:
-                _VALID_KEYS.clear()
-            _VALID_KEYS.add(key)
-            timestamp_ms, step = int(timestamp_ms), int(step)
-        points.append((key, float(value), timestamp_ms, step))
-    return points
+            if not (
+                type(value) in _NUMBER_TYPES
+                and type(timestamp_ms) is int
+                and 0 <= timestamp_ms <= _MAX_TIMESTAMP_MS
+                and type(step) is int
+                and key in _VALID_KEYS
+            ):
+                _validate_metric(key, value, timestamp_ms, step, path=f"metrics[{index}]")
+                _check_timestamp(timestamp_ms, f"metrics[{index}].timestamp")
+                if len(_VALID_KEYS) > 100_000:
+                    _VALID_KEYS.clear()
+                _VALID_KEYS.add(key)
+        timestamps, steps = list(map(int, timestamps)), list(map(int, steps))
+    return tuple(keys), tuple(map(float, values)), tuple(timestamps), tuple(steps)
+
+
+_NUMBER_TYPES = {float, int}
+_INT_TYPE = {int}
 
 
 def _clause(parsed: dict) -> tuple:
