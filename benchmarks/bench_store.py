@@ -58,7 +58,7 @@ class Config:
         self.quick = quick
         self.log_metric_calls = 50 if quick else 400  # per repetition
         self.log_metric_reps = 3 if quick else 5
-        self.batch_reps = 3 if quick else 7
+        self.batch_reps = 3 if quick else 15
         self.history_points = 20_000 if quick else 100_000
         self.history_reps = 3 if quick else 5
         self.search_runs = 500 if quick else 5_000
@@ -70,13 +70,19 @@ class Config:
 
 
 def interleaved(fns: dict, reps: int, warmup: int = 1, profile: dict | None = None) -> dict:
-    """Median wall time of each callable, repetitions taken round-robin across them."""
+    """Median wall time of each callable, repetitions taken round-robin across them. Each round
+    runs them in a new (seeded) random order, so no callable always follows the same one: one
+    that always ran right after MLflow's 70 ms SQLAlchemy call would always start with cold CPU
+    caches, one that always followed a cheap call, warm."""
     for _ in range(warmup):
         for fn in fns.values():
             fn()
     times = {name: [] for name in fns}
+    order = list(fns.items())
+    shuffle = random.Random(len(fns) * 1000 + reps).shuffle
     for _ in range(reps):
-        for name, fn in fns.items():
+        shuffle(order)
+        for name, fn in order:
             profiler = profile.get(name) if profile else None
             if profiler:
                 profiler.enable()

@@ -351,7 +351,7 @@ def test_read_only_data_directory_gets_a_clear_error(tmp_path):
 
 
 def test_full_disk_gets_a_clear_error_and_keeps_what_was_written(tmp_path):
-    with _small_mount(tmp_path / "tiny", "1m") as data_dir:
+    with _small_mount(tmp_path / "tiny", "2m") as data_dir:
         client = MlflowClient(f"trackio://{data_dir}")
         run_id = client.create_run(client.create_experiment("full")).info.run_id
         logged = 0
@@ -367,6 +367,21 @@ def test_full_disk_gets_a_clear_error_and_keeps_what_was_written(tmp_path):
         assert [m.step for m in history] == list(range(logged))  # every acknowledged batch
         conn = sqlite3.connect(data_dir / "full.db")
         assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+
+
+def test_creating_an_experiment_on_a_full_disk_says_so_and_leaves_nothing(tmp_path):
+    with _small_mount(tmp_path / "tiny", "1m") as data_dir:
+        client = MlflowClient(f"trackio://{data_dir}")
+        client.search_experiments()  # the Default experiment exists
+        with open(data_dir / "ballast", "wb", buffering=0) as ballast:  # fill the disk
+            with pytest.raises(OSError, match="No space left"):
+                while True:
+                    ballast.write(b"x" * 4096)
+        before = sorted(p.name for p in data_dir.iterdir())
+        with pytest.raises(MlflowException, match=r"disk is full.*free disk space"):
+            client.create_experiment("no-room")
+        assert sorted(p.name for p in data_dir.iterdir()) == before
+        assert client.get_experiment_by_name("no-room") is None
 
 
 CREATOR = """

@@ -420,12 +420,17 @@ class TrackioStore(AbstractStore):
                 # Made whole under a name no reader lists, then renamed into place, so another
                 # process never opens a half-made project.
                 draft = path.with_name(f".{path.name}.{os.getpid()}.draft")
-                draft_db = ProjectDB(draft, create=True)
                 try:
-                    draft_db.create_experiment(*fields)
-                finally:
-                    draft_db.close()
-                os.replace(draft, path)
+                    draft_db = ProjectDB(draft, create=True)
+                    try:
+                        draft_db.create_experiment(*fields)
+                    finally:
+                        draft_db.close()
+                    os.replace(draft, path)
+                except BaseException:  # e.g. a full disk: leave nothing behind
+                    for leftover in (draft, Path(f"{draft}-wal"), Path(f"{draft}-shm")):
+                        leftover.unlink(missing_ok=True)
+                    raise
         except DatabaseError as e:
             raise _wrap_db_errors(e) from e
         except OSError as e:
@@ -835,16 +840,23 @@ class TrackioStore(AbstractStore):
             keys, values, timestamps, steps = zip(*new)
         quoted = {key: encoding[1] for key, encoding in encodings.items()}
         system_keys = {key for key, encoding in encodings.items() if encoding[0]}
-        ranks = list(zip(steps, timestamps))
-        in_order = all(map(operator.lt, ranks, islice(ranks, 1, None)))  # each rank once
-        if not system_keys and not open_rows and (in_order or len(set(ranks)) == len(ranks)):
+        # Points in strictly increasing (step, timestamp) order (mostly decided by the steps
+        # alone) each have their own rank, and a key's last point is its latest.
+        in_order = all(map(operator.lt, steps, islice(steps, 1, None)))
+        if not in_order:
+            ranks = list(zip(steps, timestamps))
+            in_order = all(map(operator.lt, ranks, islice(ranks, 1, None)))
+        if not system_keys and not open_rows and (
+            in_order or len(set(zip(steps, timestamps))) == len(keys)
+        ):
             # One point per (step, timestamp), the shape of a one-key series: a row each, and a
             # key's latest point is the one with the largest (step, timestamp).
             written = len(keys)
-            if in_order:  # the last point of a key is its latest
-                latest = dict(zip(keys, zip(ranks, values)))
+            if in_order:
+                last = dict(zip(keys, range(written)))
+                latest = {k: ((steps[i], timestamps[i]), values[i]) for k, i in last.items()}
             else:
-                latest = {k: (rank, v) for rank, v, k in sorted(zip(ranks, values, keys))}
+                latest = {k: ((s, t), v) for s, t, v, k in sorted(zip(steps, timestamps, values, keys))}
             metric_rows = [None] * (3 * written)
             metric_rows[0::3] = timestamps
             metric_rows[1::3] = steps
