@@ -144,7 +144,7 @@ def json_number(value: float) -> str:
     return repr(float(value))
 
 
-def json_numbers(values: list[float]) -> list[str]:
+def json_numbers(values: Sequence[float]) -> list[str]:
     """Floats as Trackio stores them in JSON (see `json_number`), formatted by one orjson call:
     the hot path of every metric logged. orjson writes the shortest text that reads back as the
     same float, as repr does, though not always in repr's notation (``1e-7``, not ``1e-07``)."""

@@ -861,7 +861,7 @@ class TrackioStore(AbstractStore):
             metric_rows[0::3] = timestamps
             metric_rows[1::3] = steps
             heads = {key: "{" + text + ":" for key, text in quoted.items()}
-            texts = _db.json_numbers(list(values))
+            texts = _db.json_numbers(values)
             metric_rows[2::3] = [heads[k] + t + "}" for k, t in zip(keys, texts)]
             system_rows = []
         else:
@@ -1014,7 +1014,8 @@ class TrackioStore(AbstractStore):
                 )
             for batch in batches:
                 if batch:
-                    columns = tuple(zip(*batch))
+                    keys, values, timestamps, steps = zip(*batch)
+                    columns = (keys, tuple(map(float, values)), timestamps, steps)
                     written += self._log_metrics(db, conn, run_id, info.run_name, columns)
                 if on_batch:
                     on_batch(len(batch))
@@ -1165,12 +1166,12 @@ def _check_timestamp(timestamp_ms, path: str) -> None:
         )
 
 
-def _metric_columns(metrics: Sequence[Metric]) -> tuple[tuple, tuple, tuple, tuple]:
+def _metric_columns(metrics: Sequence[Metric]) -> tuple[list, list, list, list]:
     """(keys, values, timestamps_ms, steps) of metrics, validated as MLflow validates them. The
     whole batch is checked at once, and each distinct key's name only when first seen: this is
     the hot path of every metric logged."""
     if not metrics:
-        return (), (), (), ()
+        return [], [], [], []
     try:  # MLflow's Metric keeps its fields in these attributes; reading them skips 4 calls
         keys = [m._key for m in metrics]
         values = [m._value for m in metrics]
@@ -1205,7 +1206,7 @@ def _metric_columns(metrics: Sequence[Metric]) -> tuple[tuple, tuple, tuple, tup
                     _VALID_KEYS.clear()
                 _VALID_KEYS.add(key)
         timestamps, steps = list(map(int, timestamps)), list(map(int, steps))
-    return tuple(keys), tuple(map(float, values)), tuple(timestamps), tuple(steps)
+    return keys, list(map(float, values)), timestamps, steps
 
 
 _NUMBER_TYPES = {float, int}
