@@ -91,10 +91,17 @@ def iso_from_ms(timestamp_ms: int) -> str:
     return _iso_second(seconds) + _MS_SUFFIX[ms]
 
 
-def iso_texts(timestamps_ms: Iterable[int]) -> list[str]:
-    """`iso_from_ms` of many timestamps (inlined: this is on the path of every metric)."""
-    second, suffix = _iso_second, _MS_SUFFIX
-    return [second(ts // 1000) + suffix[ts % 1000] for ts in timestamps_ms]
+def iso_texts(timestamps_ms: Sequence[int]) -> list[str]:
+    """`iso_from_ms` of many timestamps, on the path of every metric logged: the texts of the
+    seconds they span are made once, when those are few (a batch's usually are)."""
+    if not timestamps_ms:
+        return []
+    first, last = min(timestamps_ms) // 1000, max(timestamps_ms) // 1000
+    if last - first > 3600:
+        return [iso_from_ms(ts) for ts in timestamps_ms]
+    seconds = [_iso_second(s) for s in range(first, last + 1)]
+    suffix = _MS_SUFFIX
+    return [seconds[ts // 1000 - first] + suffix[ts % 1000] for ts in timestamps_ms]
 
 
 _MS_SUFFIX = [f".{ms:03d}000+00:00" for ms in range(1000)]
@@ -302,7 +309,6 @@ def _configure(conn: sqlite3.Connection) -> None:
     conn.execute("PRAGMA synchronous = NORMAL")
     # MLflow's SQLite store makes LIKE case-sensitive (ILIKE is the insensitive one).
     conn.execute("PRAGMA case_sensitive_like = true")
-    conn.execute("PRAGMA cache_size = -20000")
 
 
 def _is_locked(error: sqlite3.Error) -> bool:
