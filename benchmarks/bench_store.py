@@ -63,7 +63,7 @@ class Config:
         self.history_reps = 3 if quick else 5
         self.search_runs = 500 if quick else 5_000
         self.search_reps = 3 if quick else 5
-        self.import_reps = 5 if quick else 11
+        self.import_reps = 5 if quick else 21
 
 
 # --- timing helpers ------------------------------------------------------------------------------
