@@ -74,9 +74,8 @@ def _insert_values(
     start, end = 0, len(values)
     for rows in _VALUES_ROWS:
         step = rows * width
-        sql = None
         while end - start >= step:
-            sql = sql or _values_sql(table, len(shared), width, rows)
+            sql = _values_sql(table, len(shared), width, rows)
             conn.execute(sql, (*shared, *values[start : start + step]))
             start += step
 
@@ -135,26 +134,21 @@ def mlflow_metric_key(trackio_key: str) -> str:
     return trackio_key[2:] if trackio_key.startswith("__") else trackio_key
 
 
-def json_number(value: float) -> str:
-    """A float as Trackio stores it in JSON (non-finite values as Trackio's strings)."""
-    if value != value:
-        return '"NaN"'
-    if value in (float("inf"), float("-inf")):
-        return '"Infinity"' if value > 0 else '"-Infinity"'
-    return repr(float(value))
-
-
 def json_numbers(values: Sequence[float]) -> list[str]:
-    """Floats as Trackio stores them in JSON (see `json_number`), formatted by one orjson call:
-    the hot path of every metric logged. orjson writes the shortest text that reads back as the
-    same float, as repr does, though not always in repr's notation (``1e-7``, not ``1e-07``)."""
+    """Floats as Trackio stores them in JSON, non-finite ones as Trackio's strings ("NaN",
+    "Infinity", "-Infinity"), formatted by one orjson call: the hot path of every metric logged.
+    orjson writes the shortest text that reads back as the same float, as repr does, though not
+    always in repr's notation (``1e-7``, not ``1e-07``)."""
     if not values:
         return []
     texts = orjson.dumps(values).decode()[1:-1].split(",")
     if "null" in texts:  # orjson's text for NaN and the infinities
         for i, text in enumerate(texts):
             if text == "null":
-                texts[i] = json_number(values[i])
+                value = values[i]
+                texts[i] = (
+                    '"NaN"' if value != value else '"Infinity"' if value > 0 else '"-Infinity"'
+                )
     return texts
 
 
@@ -657,25 +651,27 @@ class ProjectDB:
         )
 
     @staticmethod
-    def insert_metric_rows(conn: sqlite3.Connection, run_id: str, run_name: str, rows: list) -> None:
+    def insert_metric_rows(
+        conn: sqlite3.Connection, run_id: str, run_name: str, rows: list
+    ) -> None:
         """Insert Trackio metric rows given as one flat list: timestamp_ms, step, metrics JSON,
         then the next row's three."""
         values = rows.copy()
         values[0::3] = iso_texts(rows[0::3])
-        _insert_values(
-            conn, "metrics (run_id, run_name, timestamp, step, metrics)", (run_id, run_name), 3, values
-        )
+        table = "metrics (run_id, run_name, timestamp, step, metrics)"
+        _insert_values(conn, table, (run_id, run_name), 3, values)
 
     @staticmethod
-    def insert_system_rows(conn: sqlite3.Connection, run_id: str, run_name: str, rows: list) -> None:
+    def insert_system_rows(
+        conn: sqlite3.Connection, run_id: str, run_name: str, rows: list
+    ) -> None:
         """Insert Trackio system-metric rows, given as `insert_metric_rows` takes them; the JSON
         carries the MLflow step as "step", since Trackio's system table has no column."""
         values = [None] * (len(rows) // 3 * 2)
         values[0::2] = iso_texts(rows[0::3])
         values[1::2] = rows[2::3]
-        _insert_values(
-            conn, "system_metrics (run_id, run_name, timestamp, metrics)", (run_id, run_name), 2, values
-        )
+        table = "system_metrics (run_id, run_name, timestamp, metrics)"
+        _insert_values(conn, table, (run_id, run_name), 2, values)
 
     @staticmethod
     def upsert_latest_metrics(

@@ -856,7 +856,8 @@ class TrackioStore(AbstractStore):
                 last = dict(zip(keys, range(written)))
                 latest = {k: ((steps[i], timestamps[i]), values[i]) for k, i in last.items()}
             else:
-                latest = {k: ((s, t), v) for s, t, v, k in sorted(zip(steps, timestamps, values, keys))}
+                ordered = sorted(zip(steps, timestamps, values, keys))
+                latest = {k: ((s, t), v) for s, t, v, k in ordered}
             metric_rows = [None] * (3 * written)
             metric_rows[0::3] = timestamps
             metric_rows[1::3] = steps
