@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 from load_client import METRIC_KEYS  # noqa: E402
 from servers import _running, free_port  # noqa: E402
 
-from mytracker._server import server_command  # noqa: E402
+from mytracker.cli._server import server_command  # noqa: E402
 
 LOAD_CLIENT = ROOT / "tests" / "load_client.py"
 

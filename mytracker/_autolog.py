@@ -16,7 +16,6 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
-_TRACKIO_SCHEME = "trackio"
 _ENV_URI = "MLFLOW_TRACKING_URI"
 # What `mytracker.autolog()` passes to `mlflow.autolog` unless the caller overrides it: models,
 # input examples and signatures are MLflow-registry concepts that Trackio has no view for.
@@ -107,8 +106,8 @@ def _enable(data_dir: str | os.PathLike | None, kwargs: dict[str, Any]) -> None:
     from mlflow.exceptions import MlflowException
     from mlflow.tracking._tracking_service import utils as tracking_utils
 
-    from mytracker.store import build_store
-    from mytracker.store._uri import data_dir_from_uri
+    from mytracker.store import register
+    from mytracker.store._uri import chosen_store_uri, data_dir_from_uri
 
     accepted = set(inspect.signature(mlflow.autolog).parameters) - {"disable"}
     unknown = sorted(set(kwargs) - accepted)
@@ -117,11 +116,11 @@ def _enable(data_dir: str | os.PathLike | None, kwargs: dict[str, Any]) -> None:
             f"mytracker.autolog() got unknown option(s) {unknown}; "
             f"it accepts dir= and the options of mlflow.autolog: {sorted(accepted)}"
         )
-    uri = _store_uri(data_dir, tracking_utils._tracking_uri or os.environ.get(_ENV_URI))
+    uri = chosen_store_uri(data_dir, tracking_utils._tracking_uri or os.environ.get(_ENV_URI))
     data_dir_from_uri(uri)  # a bad dir fails here, before anything has changed
 
     # 1. Programmatic registration: works from a source checkout without the entry point.
-    tracking_utils._tracking_store_registry.register(_TRACKIO_SCHEME, build_store)
+    register()
     first = _saved is None
     if first:
         _saved = _Saved(
@@ -191,16 +190,6 @@ def _disable() -> None:
             os.environ.pop(_ENV_URI, None)
         else:
             os.environ[_ENV_URI] = saved.env_uri
-
-
-def _store_uri(data_dir: str | os.PathLike | None, current_uri: str | None) -> str:
-    """``dir`` if given, else the trackio:// URI already in use (e.g. from ``mytracker.init``),
-    else Trackio's default directory."""
-    if data_dir is not None:
-        return f"{_TRACKIO_SCHEME}://{os.path.abspath(os.fspath(data_dir))}"
-    if current_uri and current_uri.startswith(f"{_TRACKIO_SCHEME}:"):
-        return current_uri
-    return f"{_TRACKIO_SCHEME}://"
 
 
 def _lightning_pending() -> bool:

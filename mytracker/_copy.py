@@ -3,7 +3,7 @@
     mytracker copy SRC_URI DST_URI [--experiment NAME ...]
     mytracker import SRC_URI [--dir DIR] [--experiment NAME ...]
 
-Sources are any MLflow store (``sqlite:///``, ``file:`` / ``./mlruns``, ``http(s)://``,
+(the command line is ``mytracker.cli._copy``). Sources are any MLflow store (``sqlite:///``, ``file:`` / ``./mlruns``, ``http(s)://``,
 ``trackio://``); destinations are ``trackio://`` and ``sqlite:///``. Runs keep their ids, so a
 second copy matches them and adds only what is new. Each run is written in one destination
 transaction: an interrupted copy leaves every run either complete or absent, and the next copy
@@ -15,7 +15,6 @@ completes it.
 
 from __future__ import annotations
 
-import argparse
 import math
 import os
 import sys
@@ -32,10 +31,11 @@ from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE, RESOURCE_DOES_NOT_EXIST
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
+from mytracker.store._trackio import clamped
+
 BATCH_SIZE = 1000  # metric points per write batch
 _PAGE = 50_000  # runs per search page (MLflow's maximum)
 _HISTORY_PAGE = 25_000  # metric points per get_metric_history page, as MlflowClient pages
-_MAX_DOUBLE = 1.7976931348623157e308
 _TERMINAL = {"FINISHED", "FAILED", "KILLED"}
 _SOURCE_SCHEMES = ("sqlite", "file", "http", "https", "trackio")
 _DESTINATION_SCHEMES = ("trackio", "sqlite")
@@ -319,9 +319,7 @@ def _parents_first(runs: list[Run]) -> list[Run]:
 def _stored_value(value: float) -> float | str:
     """A metric value as both kinds of store can hold it: NaN as a marker, infinities as the
     largest finite doubles (MLflow's SQL store cannot store infinities)."""
-    if value != value:
-        return "nan"
-    return max(min(value, _MAX_DOUBLE), -_MAX_DOUBLE)
+    return "nan" if value != value else clamped(value)
 
 
 def _inputs_key(run: Run) -> set:
@@ -353,14 +351,6 @@ def _up_to_date(source: Run, destination: Run, finished_only: bool = True) -> bo
 
 
 # --- destinations -----------------------------------------------------------------------------
-
-
-def _dataset_fields(dataset_input) -> dict:
-    d = dataset_input.dataset
-    return {
-        "name": d.name, "digest": d.digest, "source_type": d.source_type, "source": d.source,
-        "schema": d.schema, "profile": d.profile,
-    }
 
 
 class _Destination:
@@ -562,11 +552,11 @@ def _sql_inputs(session, experiment_id: int, run_id: str, run: Run,
         ).scalar()
         if dataset_uuid is None:
             dataset_uuid = uuid.uuid4().hex
-            fields = _dataset_fields(dataset_input)
+            d = dataset_input.dataset
             session.add(SqlDataset(
                 dataset_uuid=dataset_uuid, experiment_id=experiment_id, name=name, digest=digest,
-                dataset_source_type=fields["source_type"], dataset_source=fields["source"],
-                dataset_schema=fields["schema"], dataset_profile=fields["profile"],
+                dataset_source_type=d.source_type, dataset_source=d.source,
+                dataset_schema=d.schema, dataset_profile=d.profile,
             ))
         elif session.execute(
             select(SqlInput.input_uuid).where(
@@ -753,69 +743,3 @@ def _copy_run(src_uri, source, destination, experiment_id, run, held, summary, p
 
 def _same_place(a: str, b: str) -> bool:
     return a.rstrip("/") == b.rstrip("/")
-
-
-# --- command line -----------------------------------------------------------------------------
-
-
-def add_command(subparsers) -> None:
-    copy = subparsers.add_parser(
-        "copy",
-        help="copy MLflow history between tracking stores (idempotent, resumable)",
-        description="Copy experiments, runs (same ids), params, tags, metric histories, "
-        "datasets and artifacts from SRC_URI into DST_URI. Running it again copies only "
-        "what is new; an interrupted copy resumes.",
-    )
-    copy.add_argument("src_uri", metavar="SRC_URI",
-                      help="sqlite:///PATH, file:///PATH (./mlruns), http(s)://HOST:PORT or trackio://[/DIR]")
-    copy.add_argument("dst_uri", metavar="DST_URI", help="trackio://[/DIR] or sqlite:///PATH")
-    _common_options(copy)
-    copy.set_defaults(run=_run_copy)
-
-    imp = subparsers.add_parser(
-        "import",
-        help="import MLflow history into Trackio (copy into trackio://)",
-        description="Copy MLflow history from SRC_URI into a Trackio data directory.",
-    )
-    imp.add_argument("src_uri", metavar="SRC_URI",
-                     help="sqlite:///PATH, file:///PATH (./mlruns), http(s)://HOST:PORT")
-    imp.add_argument("--dir", help="Trackio data directory (default: Trackio's own, "
-                     "$TRACKIO_DIR or $HF_HOME/trackio)")
-    _common_options(imp)
-    imp.set_defaults(run=_run_import)
-
-
-def _common_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--experiment", action="append", metavar="NAME",
-                        help="copy only this experiment (repeatable; default: all)")
-    parser.add_argument("--artifact-root", metavar="URI",
-                        help="artifact root for experiments the copy creates in the destination")
-    parser.add_argument("--verify", action="store_true",
-                        help="re-read the full metric history of runs that look up to date")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-
-
-def _run_import(args) -> int:
-    args.dst_uri = f"trackio://{os.path.abspath(args.dir)}" if args.dir else "trackio://"
-    return _run_copy(args, command="import")
-
-
-def _run_copy(args, command: str = "copy") -> int:
-    progress = Progress(enabled=False if args.no_progress else None)
-    try:
-        summary = copy_store(
-            args.src_uri, args.dst_uri, args.experiment, artifact_root=args.artifact_root,
-            progress=progress, verify=args.verify,
-        )
-    except KeyboardInterrupt:
-        print(f"\nmytracker {command}: interrupted. Every run written so far is complete; "
-              "run the same command again to resume.", file=sys.stderr)
-        return 130
-    except MlflowException as e:
-        print(f"mytracker {command}: error: {e.message}", file=sys.stderr)
-        return 1
-    except OSError as e:
-        print(f"mytracker {command}: error: {e}", file=sys.stderr)
-        return 1
-    print(summary)
-    return 0

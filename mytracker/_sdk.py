@@ -30,15 +30,14 @@ def init(experiment: str | None = None, dir: str | os.PathLike | None = None) ->
     """
     global _experiment
     import mlflow
-    from mlflow.tracking._tracking_service import utils as tracking_utils
 
-    from mytracker._autolog import _store_uri
-    from mytracker.store import build_store
+    from mytracker.store import register
+    from mytracker.store._uri import store_uri
 
     if experiment is not None and (not isinstance(experiment, str) or not experiment.strip()):
         _bad(f"experiment must be a non-empty string, got {experiment!r}")
-    uri = _store_uri(dir, None)
-    tracking_utils._tracking_store_registry.register("trackio", build_store)
+    uri = store_uri(dir)
+    register()
     mlflow.set_tracking_uri(uri)
     if experiment is not None:
         mlflow.set_experiment(experiment)
@@ -195,9 +194,9 @@ def _read_uri() -> str:
     default directory."""
     import mlflow
 
-    from mytracker._autolog import _store_uri
+    from mytracker.store._uri import chosen_store_uri
 
-    return _store_uri(None, mlflow.get_tracking_uri())
+    return chosen_store_uri(None, mlflow.get_tracking_uri())
 
 
 def _require_experiment():

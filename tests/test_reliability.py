@@ -423,5 +423,5 @@ def test_close_dead_runs_refuses_a_missing_directory(tmp_path):
         capture_output=True, text=True,
     )
     assert result.returncode == 2
-    assert f"no Trackio data directory at {missing}" in result.stdout
+    assert f"no Trackio data directory at {missing}" in result.stderr
     assert not missing.exists()

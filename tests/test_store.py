@@ -312,9 +312,9 @@ def test_reads_inside_a_write_see_the_write(tracking, data_dir):
     db = ProjectDB(data_dir / "nested-tx.db")
     with db.write() as conn:
         conn.execute("UPDATE mlflow_experiment SET name = 'inside'")
-        assert db.experiment()["name"] == "inside"
+        assert db.experiment().name == "inside"
         assert not db.has_run("0" * 32)
-    assert db.experiment()["name"] == "inside"
+    assert db.experiment().name == "inside"
 
 
 def test_outputs_and_trace_links_are_kept(tracking):

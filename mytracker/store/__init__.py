@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from mytracker.store._store import TrackioStore
 
-__all__ = ["build_store"]
+__all__ = ["build_store", "register"]
 
 
 def build_store(store_uri: str, artifact_uri: str | None = None) -> TrackioStore:
@@ -22,3 +22,16 @@ def build_store(store_uri: str, artifact_uri: str | None = None) -> TrackioStore
     from mytracker.store._store import TrackioStore
 
     return TrackioStore(store_uri, artifact_uri)
+
+
+def register() -> None:
+    """Register the ``trackio`` scheme with MLflow in this process. Installed packages get it
+    from the entry point; this also works from a source checkout.
+
+    >>> register()  # doctest: +SKIP
+    """
+    from mlflow.tracking._tracking_service import utils
+
+    from mytracker.store._uri import SCHEME
+
+    utils._tracking_store_registry.register(SCHEME, build_store)

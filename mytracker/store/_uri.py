@@ -61,3 +61,27 @@ def data_dir_from_uri(store_uri: str) -> Path:
     if not parsed.path.startswith("/"):
         raise bad("the path is relative")
     return Path(os.path.normpath(parsed.path))
+
+
+def store_uri(directory: str | os.PathLike | None = None) -> str:
+    """The ``trackio`` store URI of a data directory (relative paths are made absolute), or of
+    Trackio's default directory.
+
+    >>> store_uri("/tmp/runs")
+    'trackio:///tmp/runs'
+    >>> store_uri()
+    'trackio://'
+    """
+    if directory is None:
+        return f"{SCHEME}://"
+    return f"{SCHEME}://{os.path.abspath(os.fspath(directory))}"
+
+
+def chosen_store_uri(directory: str | os.PathLike | None, current_uri: str | None) -> str:
+    """The store URI a user means: ``directory`` if given, else the ``trackio`` URI already in
+    use (e.g. from ``mytracker.init``), else Trackio's default directory."""
+    if directory is not None:
+        return store_uri(directory)
+    if current_uri and current_uri.startswith(f"{SCHEME}:"):
+        return current_uri
+    return store_uri()

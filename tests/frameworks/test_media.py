@@ -1,7 +1,7 @@
 """Images MLflow logs (autolog plots, mlflow.log_image, mlflow.log_figure) in Trackio's dashboard:
 every artifact in the Files view, every image in the Media view.
 
-`mytracker.store._media` holds the two pieces; until the store calls them itself (a proposed
+`mytracker.store._dashboard` holds the two pieces; until the store calls them itself (a proposed
 one-line change each), these tests place the experiment and publish the run the way it will.
 """
 
@@ -17,7 +17,7 @@ from mlflow import MlflowClient
 from sklearn.datasets import make_classification
 from sklearn.linear_model import LogisticRegression
 
-from mytracker.store import _media
+from mytracker.store import _dashboard
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -43,9 +43,9 @@ def train_and_draw():
 
 
 def publish(project_path, run):
-    """What the store does when a run ends (see _media.publish_run_images)."""
+    """What the store does when a run ends (see _dashboard.publish_run_images)."""
     with sqlite3.connect(project_path) as conn:
-        return _media.publish_run_images(
+        return _dashboard.publish_run_images(
             conn, project_path, run.info.run_id, run.info.run_name, run.info.artifact_uri
         )
 
@@ -72,7 +72,7 @@ def test_artifacts_in_files_view_and_images_in_media_view(
 ):
     project = f"{autologged}-media"
     project_path = Path(trackio_home) / f"{project}.db"
-    location = _media.default_artifact_location(project_path)
+    location = _dashboard.default_artifact_location(project_path)
     assert location.endswith(f"/trackio/media/{project}/files/mlflow")
     mlflow.set_experiment(experiment_id=mlflow.create_experiment(project, location))
     with mlflow.start_run() as active:

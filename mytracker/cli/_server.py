@@ -18,17 +18,16 @@ import socket
 import sys
 from pathlib import Path
 
+from mytracker.cli._common import UsageError, add_dir_option, data_dir, fail
+from mytracker.store._uri import store_uri
+
 # Next to the Trackio project files, but not named ``*.db``: Trackio lists every ``*.db`` in its
 # directory as a project, and the registry database is MLflow's, not an experiment.
 REGISTRY_FILE = "mlflow-registry.sqlite"
 ARTIFACTS_DIR = "mlflow-artifacts"
 
 
-class UsageError(Exception):
-    """Bad command-line input: printed as one line, never as a traceback."""
-
-
-def add_command(subparsers) -> None:
+def add_commands(subparsers) -> None:
     server = subparsers.add_parser(
         "server",
         help="MLflow's tracking server (REST API + UI) on the Trackio store",
@@ -38,7 +37,7 @@ def add_command(subparsers) -> None:
             f"proxied into DIR/{ARTIFACTS_DIR}; the model registry lives in DIR/{REGISTRY_FILE}."
         ),
     )
-    _add_dir_option(server)
+    add_dir_option(server)
     server.add_argument(
         "--host", default="127.0.0.1",
         help="interface to bind (default: 127.0.0.1; use 0.0.0.0 to serve other machines)",
@@ -59,7 +58,7 @@ def add_command(subparsers) -> None:
         help="Trackio's dashboard on the same data",
         description="Start Trackio's dashboard ('trackio show') on the Trackio data in --dir.",
     )
-    _add_dir_option(show)
+    add_dir_option(show)
     show.add_argument("--host", default="127.0.0.1", help="interface to bind (default: 127.0.0.1)")
     show.add_argument(
         "--port", type=int, default=None,
@@ -72,13 +71,6 @@ def add_command(subparsers) -> None:
     show.set_defaults(run=run_show)
 
 
-def _add_dir_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--dir", default=None,
-        help="Trackio data directory (default: Trackio's own, $TRACKIO_DIR or $HF_HOME/trackio)",
-    )
-
-
 def server_command(data_dir: Path, host: str, port: int, workers: int,
                    allowed_hosts: str | None = None) -> list[str]:
     """The ``mlflow server`` command line that ``mytracker server`` runs.
@@ -88,7 +80,7 @@ def server_command(data_dir: Path, host: str, port: int, workers: int,
     """
     command = [
         sys.executable, "-m", "mlflow", "server",
-        "--backend-store-uri", f"trackio://{data_dir}",
+        "--backend-store-uri", store_uri(data_dir),
         "--registry-store-uri", f"sqlite:///{data_dir / REGISTRY_FILE}",
         "--serve-artifacts",
         "--artifacts-destination", str(data_dir / ARTIFACTS_DIR),
@@ -103,20 +95,20 @@ def server_command(data_dir: Path, host: str, port: int, workers: int,
 
 def run_server(args: argparse.Namespace) -> int:
     try:
-        data_dir = _data_dir(args.dir, create=True)
+        directory = data_dir(args.dir, create=True)
         if args.workers < 1:
             raise UsageError(f"--workers must be at least 1, not {args.workers}")
         _check_port_free(args.host, args.port)
     except UsageError as error:
-        return _fail("server", error)
-    command = server_command(data_dir, args.host, args.port, args.workers, args.allowed_hosts)
+        return fail("server", error, 2)
+    command = server_command(directory, args.host, args.port, args.workers, args.allowed_hosts)
     print(
-        f"mytracker: MLflow server on trackio://{data_dir} at http://{args.host}:{args.port} "
+        f"mytracker: MLflow server on {store_uri(directory)} at http://{args.host}:{args.port} "
         f"({args.workers} workers); clients use MLFLOW_TRACKING_URI=http://{args.host}:{args.port}",
         file=sys.stderr, flush=True,
     )
     # Replace this process: signals (Ctrl-C, SIGTERM from a supervisor) go straight to MLflow.
-    os.execve(sys.executable, command, _child_env(data_dir))
+    os.execve(sys.executable, command, _child_env(directory))
     return 0  # not reached
 
 
@@ -131,48 +123,19 @@ trackio.show(project=project or None, host=host, server_port=int(port) if port e
 
 def run_show(args: argparse.Namespace) -> int:
     try:
-        data_dir = _data_dir(args.dir, create=False)
+        directory = data_dir(args.dir, create=False)
         if args.port is not None:
             _check_port_free(args.host, args.port)
     except UsageError as error:
-        return _fail("show", error)
-    print(f"mytracker: Trackio dashboard on {data_dir}", file=sys.stderr, flush=True)
+        return fail("show", error, 2)
+    print(f"mytracker: Trackio dashboard on {directory}", file=sys.stderr, flush=True)
     # Trackio reads TRACKIO_DIR once, at import: run it in a fresh interpreter that has it set.
     argv = [
         sys.executable, "-c", _SHOW, args.host, "" if args.port is None else str(args.port),
         args.project or "", "0" if args.no_browser else "1",
     ]
-    os.execve(sys.executable, argv, _child_env(data_dir))
+    os.execve(sys.executable, argv, _child_env(directory))
     return 0  # not reached
-
-
-def _data_dir(value: str | None, *, create: bool) -> Path:
-    if value is None:
-        from mytracker.store._uri import default_trackio_dir
-
-        path = default_trackio_dir()
-    else:
-        if not value.strip():
-            raise UsageError("--dir is empty")
-        path = Path(value).expanduser()
-    path = path.absolute()
-    if any(char in str(path) for char in "?#%"):
-        # The directory travels inside a trackio:// URI, where these characters mean more.
-        raise UsageError(f"--dir {path} contains one of '?', '#', '%'; choose another path")
-    if path.exists() and not path.is_dir():
-        raise UsageError(f"--dir {path} exists and is not a directory")
-    if not path.exists():
-        if not create:
-            raise UsageError(f"--dir {path} does not exist (no Trackio data there yet)")
-        try:
-            path.mkdir(parents=True)
-        except OSError as error:
-            raise UsageError(f"cannot create --dir {path}: {error.strerror}") from None
-    if create and not os.access(path, os.W_OK | os.X_OK):
-        raise UsageError(f"--dir {path} is not writable")
-    if not os.access(path, os.R_OK | os.X_OK):
-        raise UsageError(f"--dir {path} is not readable")
-    return path
 
 
 def _check_port_free(host: str, port: int) -> None:
@@ -197,8 +160,3 @@ def _child_env(data_dir: Path) -> dict[str, str]:
     env = dict(os.environ)
     env["TRACKIO_DIR"] = str(data_dir)
     return env
-
-
-def _fail(command: str, error: Exception) -> int:
-    print(f"mytracker {command}: error: {error}", file=sys.stderr)
-    return 2

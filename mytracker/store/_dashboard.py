@@ -1,7 +1,13 @@
-"""Make the artifacts MLflow writes visible in Trackio's dashboard (its Files and Media views).
+"""What Trackio's dashboard shows for MLflow's data: a run's config view, and the Files and
+Media views for its artifacts.
 
-MLflow's artifact repository writes artifact files; the tracking store never sees them. Trackio
-0.43's dashboard finds files in two places only, both under its media directory
+**Config view.** Trackio shows a run's ``configs`` row. :func:`refresh_config` derives it from
+MLflow's state: params as top-level keys (as the dashboard shows configs), MLflow's tags and
+state under ``_mlflow_*`` keys, and the parent run's name as ``_Group`` so nested runs group
+under their parent.
+
+**Artifacts.** MLflow's artifact repository writes artifact files; the tracking store never sees
+them. Trackio 0.43's dashboard finds files in two places only, both under its media directory
 ``<TRACKIO_DIR>/media`` (the only root its ``/file`` endpoint serves besides its logos):
 
 - **Files view** (``get_project_files``): every file under ``media/<project>/files/``, listed
@@ -9,12 +15,12 @@ MLflow's artifact repository writes artifact files; the tracking store never see
   (:func:`default_artifact_location`): every artifact of every run is listed and downloadable,
   with no copying and no hook.
 - **Media view**: a ``metrics`` row whose value is ``{"_type": "trackio.image", "file_path":
-  <path relative to media/>, "caption": ...}`` at a step. :func:`publish_run_images` writes one
-  such row per image of a finished run (MLflow's ``log_image(key=, step=)`` series keep their key
-  and step), copying an image into ``media/`` only when it lives elsewhere (a custom
+  <path relative to media/>, "caption": ...}`` at a step. :func:`image_rows` makes one such row
+  per image of a finished run (MLflow's ``log_image(key=, step=)`` series keep their key and
+  step), copying an image into ``media/`` only when it lives elsewhere (a custom
   ``artifact_location``). It is idempotent: each row carries a fixed ``log_id``.
 
-The store calls both; nothing here imports trackio (its import reads ``TRACKIO_DIR`` once).
+Nothing here imports trackio (its import reads ``TRACKIO_DIR`` once).
 """
 
 from __future__ import annotations
@@ -27,9 +33,35 @@ from pathlib import Path
 from urllib.parse import urlparse
 from urllib.request import url2pathname
 
-from mytracker.store._db import iso_from_ms
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_USER
 
-__all__ = ["default_artifact_location", "publish_run_images", "IMAGE_SUFFIXES"]
+from mytracker.store import _db
+from mytracker.store._trackio import iso_from_ms
+
+__all__ = [
+    "IMAGE_SUFFIXES", "default_artifact_location", "image_rows", "publish_run_images",
+    "refresh_config",
+]
+
+
+def refresh_config(conn: sqlite3.Connection, run_id: str) -> None:
+    """Rewrite the run's Trackio config from its MLflow state, in the caller's transaction."""
+    run, params, tags = _db.run_config_sources(conn, run_id)
+    name, user_id, status, start_time, stage = run
+    parent_id = tags.get(MLFLOW_PARENT_RUN_ID)
+    group = (_db.run_name(conn, parent_id) or parent_id) if parent_id else None
+    config = {
+        **params,
+        "_Username": tags.get(MLFLOW_USER, user_id),
+        "_Created": iso_from_ms(start_time or 0),
+        "_Group": group,
+        "_mlflow_run_id": run_id,
+        "_mlflow_status": status,
+        "_mlflow_lifecycle_stage": stage,
+        "_mlflow_tags": tags,
+    }
+    _db.write_config(conn, run_id, name, config, start_time or 0)
+
 
 # What Trackio's image view renders (Pillow formats browsers display).
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp"})
@@ -55,20 +87,20 @@ def default_artifact_location(project_path: Path) -> str:
     return (files / "mlflow").as_uri()
 
 
-def publish_run_images(
-    conn: sqlite3.Connection, project_path: Path, run_id: str, run_name: str, artifact_uri: str
-) -> int:
-    """Show the images under a run's local artifact directory in Trackio's Media view.
-
-    Call inside the store's write transaction when a run reaches a terminal status. Returns how
-    many rows were new. Non-local artifact URIs are skipped (there are no files to show).
+def image_rows(
+    project_path: Path, run_id: str, run_name: str, artifact_uri: str | None
+) -> list[tuple]:
+    """Metrics rows that show the images under a run's local artifact directory in Trackio's
+    Media view, as (run_id, timestamp, run_name, step, metrics JSON, log_id). Reads (and where
+    needed copies) files only: call it outside any transaction. Non-local artifact URIs have
+    no files to show.
     """
     parsed = urlparse(artifact_uri or "")
     if parsed.scheme not in ("file", ""):
-        return 0
+        return []
     root = Path(url2pathname(parsed.path))
     if not root.is_dir():
-        return 0
+        return []
     project_path = Path(project_path)
     media_dir = project_path.parent / MEDIA_FOLDER
     rows = []
@@ -97,10 +129,12 @@ def publish_run_images(
         text = json.dumps({key: value}, separators=(",", ":"))
         log_id = f"mlflow-artifact:{run_id}:{relative}"
         rows.append((run_id, iso_from_ms(timestamp_ms), run_name, step, text, log_id))
-    before = conn.total_changes
-    conn.executemany(
-        "INSERT OR IGNORE INTO metrics (run_id, timestamp, run_name, step, metrics, log_id) "
-        "VALUES (?, ?, ?, ?, ?, ?)",
-        rows,
-    )
-    return conn.total_changes - before
+    return rows
+
+
+def publish_run_images(
+    conn: sqlite3.Connection, project_path: Path, run_id: str, run_name: str, artifact_uri: str
+) -> int:
+    """Insert a finished run's `image_rows` in the caller's transaction; returns how many rows
+    were new (each row has a fixed log_id, so publishing twice adds nothing)."""
+    return _db.insert_media_rows(conn, image_rows(project_path, run_id, run_name, artifact_uri))

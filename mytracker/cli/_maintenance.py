@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 
+from mytracker.cli._common import UsageError, add_dir_option, data_dir, fail
 
-def add_command(commands: argparse._SubParsersAction) -> None:
+
+def add_commands(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "close-dead-runs",
         help="mark RUNNING runs whose process is gone as KILLED",
@@ -16,7 +18,7 @@ def add_command(commands: argparse._SubParsersAction) -> None:
             "created on other hosts or through a tracking server are left alone."
         ),
     )
-    parser.add_argument("--dir", help="Trackio data directory (default: Trackio's own)")
+    add_dir_option(parser)
     parser.add_argument("--dry-run", action="store_true", help="only list the runs")
     parser.set_defaults(run=_run)
 
@@ -25,18 +27,16 @@ def _run(args: argparse.Namespace) -> int:
     from mlflow.exceptions import MlflowException
 
     from mytracker.store import build_store
+    from mytracker.store._uri import store_uri
 
-    from pathlib import Path
-
-    if args.dir and not Path(args.dir).is_dir():
-        print(f"mytracker: no Trackio data directory at {args.dir}")
-        return 2
-    uri = f"trackio://{Path(args.dir).resolve()}" if args.dir else "trackio://"
     try:
-        closed = build_store(uri).close_dead_runs(dry_run=args.dry_run)
+        directory = data_dir(args.dir, create=False)
+    except UsageError as error:
+        return fail("close-dead-runs", error, 2)
+    try:
+        closed = build_store(store_uri(directory)).close_dead_runs(dry_run=args.dry_run)
     except MlflowException as e:
-        print(f"mytracker: {e.message}")
-        return 1
+        return fail("close-dead-runs", e.message)
     verb = "would close" if args.dry_run else "closed"
     for experiment, run_id in closed:
         print(f"{verb} run {run_id} in experiment {experiment!r}")

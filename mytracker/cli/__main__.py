@@ -1,0 +1,5 @@
+import sys
+
+from mytracker.cli import main
+
+sys.exit(main())

@@ -1,0 +1,197 @@
+"""Which file holds what: the data directory's project files, opened and located.
+
+Every experiment is one Trackio project file, ``<dir>/<project>.db``; the files are the only
+source of truth. The catalog keeps a bounded cache of open files and remembers where it last
+found an experiment or a run, checking the file again before it trusts the memory, so another
+process's changes are never hidden. It also creates new project files safely.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from mytracker.store import _dashboard
+from mytracker.store._db import DatabaseError, ExperimentRow, ProjectDB
+from mytracker.store._trackio import project_stem
+
+_logger = logging.getLogger(__name__)
+
+MAX_OPEN_FILES = 64
+
+
+class Catalog:
+    """The project files of one data directory, safe to share between threads of one process."""
+
+    def __init__(self, data_dir: Path):
+        self.data_dir = data_dir
+        self._lock = threading.RLock()
+        self._dbs: OrderedDict[Path, ProjectDB] = OrderedDict()
+        self._pid = os.getpid()
+        self._run_paths: dict[str, Path] = {}
+        self._experiment_paths: dict[str, Path] = {}
+        self._broken_warned: set[Path] = set()
+
+    # --- open files -----------------------------------------------------------------------------
+
+    def db(self, path: Path, create: bool = False) -> ProjectDB:
+        with self._lock:
+            if os.getpid() != self._pid:  # a forked worker must not share its parent's handles
+                self._dbs.clear()
+                self._pid = os.getpid()
+            db = self._dbs.get(path)
+            if db is None:
+                db = ProjectDB(path, create=create)
+                self._dbs[path] = db
+                while len(self._dbs) > MAX_OPEN_FILES:
+                    # Not closed here: a thread may still hold it; it closes when released.
+                    self._dbs.popitem(last=False)
+            self._dbs.move_to_end(path)
+            return db
+
+    def _project_dbs(self) -> Iterator[ProjectDB]:
+        """Every readable project database in the data directory, in name order."""
+        for path in sorted(self.data_dir.glob("*.db")):
+            try:
+                yield self.db(path)
+            except (DatabaseError, FileNotFoundError) as e:
+                self._warn_skipping(path, e)
+
+    def _warn_skipping(self, path: Path, error: Exception) -> None:
+        if path not in self._broken_warned:
+            self._broken_warned.add(path)
+            _logger.warning("Skipping %s: %s", path, error)
+
+    # --- experiments ----------------------------------------------------------------------------
+
+    def experiments(self) -> list[tuple[ProjectDB, ExperimentRow]]:
+        """Every experiment of the directory, with its file; damaged files are skipped (with one
+        warning each) so the others still list."""
+        found = []
+        for db in self._project_dbs():
+            try:
+                experiment = db.experiment()
+            except DatabaseError as e:
+                self._warn_skipping(db.path, e)
+                continue
+            if experiment is not None:
+                self._experiment_paths[experiment.experiment_id] = db.path
+                found.append((db, experiment))
+        return found
+
+    def find_experiment(self, experiment_id: str) -> tuple[ProjectDB, ExperimentRow] | None:
+        path = self._experiment_paths.get(experiment_id)
+        if path is not None and path.exists():
+            db = self.db(path)
+            experiment = db.experiment()
+            if experiment is not None and experiment.experiment_id == experiment_id:
+                return db, experiment
+        for db, experiment in self.experiments():
+            if experiment.experiment_id == experiment_id:
+                return db, experiment
+        return None
+
+    def find_experiment_by_name(self, name: str) -> ExperimentRow | None:
+        # The file named after the experiment is the likely home; a rename can move the name.
+        path = self.data_dir / f"{project_stem(name)}.db"
+        if path.exists():
+            experiment = self.db(path).experiment()
+            if experiment is not None and experiment.name == name:
+                return experiment
+        for _, experiment in self.experiments():
+            if experiment.name == name:
+                return experiment
+        return None
+
+    @contextmanager
+    def directory_lock(self) -> Iterator[None]:
+        """Serialises experiment creation across processes."""
+        with open(self.data_dir / ".mytracker.lock", "w") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def _new_project_path(self, name: str) -> Path:
+        """A file for a new experiment: the Trackio project of the same name when that is free
+        (or an existing plain Trackio project whose name is exactly this), else a numbered one, so
+        names that Trackio would reduce alike never share a file."""
+        stem = project_stem(name)
+        candidates = [stem] + [f"{stem}-{n}" for n in range(2, 10_000)]
+        for candidate in candidates:
+            path = self.data_dir / f"{candidate}.db"
+            if not path.exists():
+                return path
+            if candidate == name:
+                try:
+                    if self.db(path).experiment() is None:
+                        return path  # adopt the Trackio project of that very name
+                except DatabaseError:
+                    pass
+        raise DatabaseError(f"No free project file for experiment {name!r}")
+
+    def create_experiment_file(
+        self,
+        experiment_id: str,
+        name: str,
+        artifact_location: str | None,
+        artifact_root: str | None,
+        created_ms: int,
+        tags: dict[str, str],
+    ) -> None:
+        """Make the project file of a new experiment, under the directory lock. Its artifact
+        location is `artifact_location`, else `<artifact_root>/<id>`, else where Trackio's Files
+        view lists it."""
+        from mlflow.utils.uri import append_to_uri_path
+
+        path = self._new_project_path(name)
+        location = artifact_location or (
+            append_to_uri_path(artifact_root, experiment_id)
+            if artifact_root
+            else _dashboard.default_artifact_location(path)
+        )
+        fields = (experiment_id, name, location, created_ms, tags)
+        try:
+            if path.exists():  # a plain Trackio project of this very name: adopt it in place
+                self.db(path).create_experiment(*fields)
+            else:
+                # Made whole under a name no reader lists, then renamed into place, so another
+                # process never opens a half-made project.
+                draft = path.with_name(f".{path.name}.{os.getpid()}.draft")
+                try:
+                    draft_db = ProjectDB(draft, create=True)
+                    try:
+                        draft_db.create_experiment(*fields)
+                    finally:
+                        draft_db.close()
+                    os.replace(draft, path)
+                except BaseException:  # e.g. a full disk: leave nothing behind
+                    for leftover in (draft, Path(f"{draft}-wal"), Path(f"{draft}-shm")):
+                        leftover.unlink(missing_ok=True)
+                    raise
+        except OSError as e:
+            raise DatabaseError(f"Cannot write {path}: {e}") from e
+        self._experiment_paths[experiment_id] = path
+
+    # --- runs -----------------------------------------------------------------------------------
+
+    def locate_run(self, run_id: str, rescan: bool) -> ProjectDB | None:
+        """The file that holds the run: where it was last seen, or (rescan) wherever it is now."""
+        path = None if rescan else self._run_paths.get(run_id)
+        if path is not None:
+            return self.db(path)
+        for db in self._project_dbs():
+            if db.has_run(run_id):
+                self._run_paths[run_id] = db.path
+                return db
+        return None
+
+    def remember_run(self, run_id: str, path: Path) -> None:
+        self._run_paths[run_id] = path

@@ -1,0 +1,354 @@
+"""Metric points <-> Trackio rows: validation, grouping into rows, deduplication, history.
+
+An MLflow metric point (key, value, timestamp_ms, step) becomes part of a Trackio ``metrics``
+row: one row per (step, timestamp), holding one value per key as JSON, which is what Trackio's
+dashboard plots. ``system/`` keys go to Trackio's ``system_metrics`` table instead. MLflow's
+latest value per key is kept beside them (``mlflow_latest_metrics``), in the same transaction.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import operator
+from collections.abc import Sequence
+from functools import lru_cache
+from itertools import islice
+
+import orjson  # a dependency of Trackio's
+from mlflow.entities import Metric
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+from mlflow.store.entities.paged_list import PagedList
+from mlflow.utils.validation import _validate_metric
+
+from mytracker.store import _db
+from mytracker.store._db import ProjectDB
+from mytracker.store._trackio import (
+    SYSTEM_STEP_KEY,
+    clamped,
+    json_numbers,
+    mlflow_metric_key,
+    ms_from_iso,
+    number_from_json,
+    quoted_key,
+    trackio_metric_key,
+)
+
+SYSTEM_PREFIX = "system/"
+_NAN = "nan"  # NaN's identity when deduplicating points (NaN != NaN)
+_QUOTED_STEP = quoted_key(SYSTEM_STEP_KEY)
+
+# --- validation ---------------------------------------------------------------------------------
+
+_MAX_TIMESTAMP_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z, the last one ISO text holds
+_VALID_KEYS: set[str] = set()  # metric names that passed MLflow's validation
+_NUMBER_TYPES = {float, int}
+_INT_TYPE = {int}
+
+
+def check_timestamp(timestamp_ms, path: str) -> None:
+    if timestamp_ms is not None and not 0 <= timestamp_ms <= _MAX_TIMESTAMP_MS:
+        raise MlflowException(
+            f"Invalid value {timestamp_ms} for parameter '{path}': the Trackio store keeps "
+            "timestamps as ISO dates, so they must lie between 1970 and 9999 "
+            f"(0 to {_MAX_TIMESTAMP_MS} ms).",
+            INVALID_PARAMETER_VALUE,
+        )
+
+
+def metric_columns(metrics: Sequence[Metric]) -> tuple[list, list, list, list]:
+    """(keys, values, timestamps_ms, steps) of metrics, validated as MLflow validates them. The
+    whole batch is checked at once, and each distinct key's name only when first seen: this is
+    the hot path of every metric logged."""
+    if not metrics:
+        return [], [], [], []
+    try:  # MLflow's Metric keeps its fields in these attributes; reading them skips 4 calls
+        keys = [m._key for m in metrics]
+        values = [m._value for m in metrics]
+        timestamps = [m._timestamp for m in metrics]
+        steps = [m._step for m in metrics]
+    except AttributeError:
+        keys = [m.key for m in metrics]
+        values = [m.value for m in metrics]
+        timestamps = [m.timestamp for m in metrics]
+        steps = [m.step for m in metrics]
+    if not (
+        _NUMBER_TYPES.issuperset(map(type, values))
+        and _INT_TYPE.issuperset(map(type, timestamps))
+        and _INT_TYPE.issuperset(map(type, steps))
+        and 0 <= min(timestamps)
+        and max(timestamps) <= _MAX_TIMESTAMP_MS
+        and _VALID_KEYS.issuperset(keys)
+    ):
+        for index, (key, value, timestamp_ms, step) in enumerate(
+            zip(keys, values, timestamps, steps)
+        ):
+            if not (
+                type(value) in _NUMBER_TYPES
+                and type(timestamp_ms) is int
+                and 0 <= timestamp_ms <= _MAX_TIMESTAMP_MS
+                and type(step) is int
+                and key in _VALID_KEYS
+            ):
+                _validate_metric(key, value, timestamp_ms, step, path=f"metrics[{index}]")
+                check_timestamp(timestamp_ms, f"metrics[{index}].timestamp")
+                if len(_VALID_KEYS) > 100_000:
+                    _VALID_KEYS.clear()
+                _VALID_KEYS.add(key)
+        timestamps, steps = list(map(int, timestamps)), list(map(int, steps))
+    return keys, list(map(float, values)), timestamps, steps
+
+
+# --- keys ---------------------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=65536)
+def _key_encoding(key: str) -> tuple[bool, str]:
+    """(is a system metric, the key as quoted JSON in Trackio's row) for an MLflow metric key."""
+    system, trackio_key = _split_key(key)
+    return system, quoted_key(trackio_key)
+
+
+def _split_key(key: str) -> tuple[bool, str]:
+    """(is a system metric, the key in Trackio's JSON) of an MLflow metric key."""
+    system = key.startswith(SYSTEM_PREFIX)
+    return system, trackio_metric_key(key[len(SYSTEM_PREFIX):] if system else key)
+
+
+# --- writing ------------------------------------------------------------------------------------
+
+
+def _latest_points(points: list) -> dict[str, tuple]:
+    """((step, timestamp), value) per key of the point MLflow calls latest: the largest (step,
+    timestamp, value), comparing values as MLflow's SQL store does."""
+    latest: dict[str, tuple] = {}
+    for key, value, ts, step in points:
+        rank = (step, ts)
+        current = latest.get(key)
+        if current is None or rank > current[0] or (
+            rank == current[0] and clamped(value) > clamped(current[1])
+        ):
+            latest[key] = (rank, value)
+    return latest
+
+
+def _group_rows(points: list, quoted: dict, system_keys: set, open_rows: dict) -> tuple:
+    """Trackio rows for points: those of one (step, timestamp) share a row, one value per key
+    (a second value for a key starts another row; the same value again is the same point).
+    `open_rows` holds stored rows, (row id, values) by (system, step, timestamp), that may take
+    more keys. Returns (points written, new metric rows, new system rows, updated rows by
+    system), new rows as one flat list (timestamp_ms, step, JSON, ...) and updates as (row id,
+    JSON)."""
+    groups: dict[tuple, list[dict]] = {}
+    stored_rows: dict[int, tuple[int, int]] = {}  # id(row) -> (row id, size when read)
+    written = 0
+    for key, value, ts, step in points:
+        group_key = (key in system_keys, step, ts)
+        key_text = quoted[key]
+        rows = groups.get(group_key)
+        if rows is None:
+            rows = groups[group_key] = []
+            for row_id, values in open_rows.get(group_key, ()) if open_rows else ():
+                row = dict(values)
+                stored_rows[id(row)] = (row_id, len(row))
+                rows.append(row)
+            if not rows:
+                rows.append({key_text: value})
+                written += 1
+                continue
+        # Rows holding the key come first; a row without it takes the point.
+        for row in rows:
+            if key_text not in row:
+                row[key_text] = value
+                break
+            old = row[key_text]
+            if old == value or (old != old and value != value):
+                written -= 1  # the same point twice in one batch
+                break
+        else:
+            rows.append({key_text: value})
+        written += 1
+
+    pending = []  # (system, step, ts, values, stored row id or None): the rows to write
+    for (system, step, ts), group in groups.items():
+        for row in group:
+            stored = stored_rows.get(id(row))
+            if stored is None or len(row) != stored[1]:  # a stored row that took nothing stays
+                pending.append((system, step, ts, row, None if stored is None else stored[0]))
+    # All values formatted at once; a system row's stored step is written from `step`.
+    texts = iter(json_numbers([v for *_, row, _ in pending for v in row.values()]))
+    metric_rows, system_rows, updates = [], [], {False: [], True: []}
+    for system, step, ts, row, row_id in pending:
+        fields = [
+            k + ":" + text
+            for k, text in zip(row, islice(texts, len(row)))
+            if not system or k != _QUOTED_STEP
+        ]
+        if system:
+            fields.append(f"{_QUOTED_STEP}:{step}")
+        text = "{" + ",".join(fields) + "}"
+        if row_id is not None:
+            updates[system].append((row_id, text))
+        else:
+            (system_rows if system else metric_rows).extend((ts, step, text))
+    return written, metric_rows, system_rows, updates
+
+
+def _stored_window(conn, run_id: str, systems: set[bool], first_ms: int, last_ms: int):
+    """The points already stored in the batch's time window, as (key, step, ts, value) set,
+    and the rows of the window that only hold numbers (they may take more keys of their step
+    and timestamp) as (row id, values) by (system, step, timestamp)."""
+    stored = set()
+    open_rows: dict[tuple, list[tuple[int, dict]]] = {}
+    for system in systems:
+        prefix = SYSTEM_PREFIX if system else ""
+        for row_id, step, ts, text in _db.stored_points(conn, system, run_id, first_ms, last_ms):
+            data = orjson.loads(text)
+            numeric = True
+            for trackio_key, raw in data.items():
+                value = number_from_json(raw)
+                if system and trackio_key == SYSTEM_STEP_KEY:
+                    continue
+                if value is None:
+                    numeric = False
+                    continue
+                key = prefix + mlflow_metric_key(trackio_key)
+                stored.add((key, step, ts, value if value == value else _NAN))
+            if numeric:
+                row_values = {quoted_key(k): number_from_json(v) for k, v in data.items()}
+                open_rows.setdefault((system, step, ts), []).append((row_id, row_values))
+    return stored, open_rows
+
+
+def log_metrics(conn, run_id: str, run_name: str, columns: tuple) -> int:
+    """Write validated metric points, given as columns (keys, values, timestamps_ms, steps):
+    Trackio rows for the dashboard plus MLflow's latest value per key, in the caller's
+    transaction. Returns how many points were new."""
+    keys, values, timestamps, steps = columns
+    encodings = {key: _key_encoding(key) for key in set(keys)}
+    # Points already stored are skipped: one point per (key, step, timestamp, value), as
+    # MLflow's SQL store keeps them (so a retried batch changes nothing). Rows of this window
+    # that only hold metrics can take more keys of their (step, timestamp): a step whose keys
+    # arrive in two batches stays one Trackio row.
+    stored, open_rows = _stored_window(
+        conn, run_id, {e[0] for e in encodings.values()}, min(timestamps), max(timestamps)
+    )
+    if stored:
+        new = [
+            (k, v, t, s)
+            for k, v, t, s in zip(keys, values, timestamps, steps)
+            if (k, s, t, v if v == v else _NAN) not in stored
+        ]
+        if not new:
+            return 0
+        keys, values, timestamps, steps = zip(*new)
+    quoted = {key: encoding[1] for key, encoding in encodings.items()}
+    system_keys = {key for key, encoding in encodings.items() if encoding[0]}
+    # Points in strictly increasing (step, timestamp) order (mostly decided by the steps
+    # alone) each have their own rank, and a key's last point is its latest.
+    in_order = all(map(operator.lt, steps, islice(steps, 1, None)))
+    if not in_order:
+        ranks = list(zip(steps, timestamps))
+        in_order = all(map(operator.lt, ranks, islice(ranks, 1, None)))
+    if not system_keys and not open_rows and (
+        in_order or len(set(zip(steps, timestamps))) == len(keys)
+    ):
+        # One point per (step, timestamp), the shape of a one-key series: a row each, and a
+        # key's latest point is the one with the largest (step, timestamp).
+        written = len(keys)
+        if in_order:
+            last = dict(zip(keys, range(written)))
+            latest = {k: ((steps[i], timestamps[i]), values[i]) for k, i in last.items()}
+        else:
+            ordered = sorted(zip(steps, timestamps, values, keys))
+            latest = {k: ((s, t), v) for s, t, v, k in ordered}
+        metric_rows = [None] * (3 * written)
+        metric_rows[0::3] = timestamps
+        metric_rows[1::3] = steps
+        heads = {key: "{" + text + ":" for key, text in quoted.items()}
+        texts = json_numbers(values)
+        metric_rows[2::3] = [heads[k] + t + "}" for k, t in zip(keys, texts)]
+        system_rows = []
+    else:
+        points = list(zip(keys, values, timestamps, steps))
+        latest = _latest_points(points)
+        written, metric_rows, system_rows, updates = _group_rows(
+            points, quoted, system_keys, open_rows
+        )
+        for system, rows in updates.items():
+            if rows:
+                _db.update_rows(conn, system, rows)
+    if metric_rows:
+        _db.insert_metric_rows(conn, run_id, run_name, metric_rows)
+    if system_rows:
+        _db.insert_system_rows(conn, run_id, run_name, system_rows)
+    _db.upsert_latest_metrics(
+        conn,
+        run_id,
+        [
+            (key, value if value == value else None, ts, step, int(value != value))
+            for key, ((step, ts), value) in latest.items()
+        ],
+    )
+    return written
+
+
+# --- reading ------------------------------------------------------------------------------------
+
+
+def _points(db: ProjectDB, run_id: str, trackio_key: str, system: bool, **where) -> tuple:
+    """(step, timestamp_ms, value) of one key's points, and how many rows were read (rows are
+    matched by text first, then checked, so the count can exceed the points)."""
+    rows = db.metric_rows(run_id, quoted_key(trackio_key), system, **where)
+    points = []
+    for step_value, timestamp, text in rows:
+        value = number_from_json(orjson.loads(text).get(trackio_key))
+        if value is not None:
+            points.append((step_value, ms_from_iso(timestamp), value))
+    return points, len(rows)
+
+
+def metric_history(db: ProjectDB, run_id: str, metric_key: str, max_results, page_token):
+    """One key's points as MLflow's SQL store pages them: ordered by (timestamp, step, value).
+    Pages continue after the last point returned (a keyset, not an offset), so reading a long
+    history page by page reads each row once."""
+    system, trackio_key = _split_key(metric_key)
+    start = _decode_history_token(page_token)
+    skip = start[2] if start else 0
+    limit = None if max_results is None else skip + max_results + 1
+    found, read = _points(db, run_id, trackio_key, system, start=start and start[:2], limit=limit)
+    if limit is not None and read >= limit and found:
+        # The last (timestamp, step) may be cut short: read it whole, to order it by value.
+        last = (found[-1][1], found[-1][0])
+        found = [p for p in found if (p[1], p[0]) != last]
+        found += _points(db, run_id, trackio_key, system, only=last)[0]
+    points = [(ts, step, value) for step, ts, value in found]
+    # MLflow's SQL store orders by (timestamp, step, value), with NaN stored as 0.
+    points.sort(key=lambda p: (p[0], p[1], clamped(p[2])))
+    points = points[skip:]
+    if max_results is None or len(points) <= max_results and read < (limit or 0):
+        page, token = points, None
+    else:
+        page = points[:max_results]
+        last = page[-1][:2] if page else None
+        done_in_group = sum(1 for p in page if p[:2] == last)
+        if start and last == start[:2]:
+            done_in_group += skip
+        token = _encode_history_token(*last, done_in_group) if last else None
+    return PagedList([Metric(metric_key, value, ts, step) for ts, step, value in page], token)
+
+
+def _encode_history_token(timestamp_ms: int, step: int, done: int) -> str:
+    raw = json.dumps({"after": [timestamp_ms, step, done]}).encode()
+    return base64.urlsafe_b64encode(raw).decode()
+
+
+def _decode_history_token(token: str | None) -> tuple[int, int, int] | None:
+    if not token:
+        return None
+    try:
+        timestamp_ms, step, done = json.loads(base64.urlsafe_b64decode(token))["after"]
+        return int(timestamp_ms), int(step), int(done)
+    except Exception:
+        raise MlflowException(f"Invalid page token {token!r}", INVALID_PARAMETER_VALUE) from None

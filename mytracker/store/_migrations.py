@@ -1,0 +1,123 @@
+"""mytracker's own tables inside a Trackio project file, as named migrations.
+
+Each migration is a name and a script; the names applied are recorded in the file's
+``mytracker_migrations`` table, so applying is idempotent and travels with the file. Never edit
+a migration that has shipped: add a new one.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import datetime, timezone
+
+from mytracker.store._trackio import TRACKIO_SCHEMA_VERSION, TRACKIO_TABLES
+
+MIGRATIONS: list[tuple[str, str]] = [
+    (
+        "0001_mlflow_tables",
+        """
+        CREATE TABLE mlflow_experiment (
+            experiment_id TEXT PRIMARY KEY,
+            name TEXT NOT NULL,
+            artifact_location TEXT,
+            lifecycle_stage TEXT NOT NULL,
+            creation_time INTEGER,
+            last_update_time INTEGER
+        );
+        CREATE TABLE mlflow_experiment_tags (key TEXT PRIMARY KEY, value TEXT);
+        CREATE TABLE mlflow_runs (
+            run_id TEXT PRIMARY KEY,
+            name TEXT,
+            user_id TEXT,
+            status TEXT NOT NULL,
+            start_time INTEGER,
+            end_time INTEGER,
+            lifecycle_stage TEXT NOT NULL,
+            artifact_uri TEXT,
+            deleted_time INTEGER
+        );
+        CREATE INDEX mlflow_runs_start ON mlflow_runs(start_time DESC, run_id);
+        CREATE TABLE mlflow_params (
+            run_id TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,
+            PRIMARY KEY (run_id, key)
+        ) WITHOUT ROWID;
+        CREATE INDEX mlflow_params_key ON mlflow_params(key, value);
+        CREATE TABLE mlflow_tags (
+            run_id TEXT NOT NULL, key TEXT NOT NULL, value TEXT,
+            PRIMARY KEY (run_id, key)
+        ) WITHOUT ROWID;
+        CREATE INDEX mlflow_tags_key ON mlflow_tags(key, value);
+        CREATE TABLE mlflow_latest_metrics (
+            run_id TEXT NOT NULL, key TEXT NOT NULL,
+            value REAL, timestamp INTEGER NOT NULL, step INTEGER NOT NULL, is_nan INTEGER NOT NULL,
+            PRIMARY KEY (run_id, key)
+        ) WITHOUT ROWID;
+        CREATE INDEX mlflow_latest_metrics_key ON mlflow_latest_metrics(key, value);
+        CREATE TABLE mlflow_datasets (
+            dataset_uuid TEXT PRIMARY KEY,
+            name TEXT NOT NULL, digest TEXT NOT NULL,
+            source_type TEXT, source TEXT, schema TEXT, profile TEXT,
+            UNIQUE (name, digest)
+        );
+        CREATE TABLE mlflow_inputs (
+            input_uuid TEXT PRIMARY KEY,
+            dataset_uuid TEXT NOT NULL, run_id TEXT NOT NULL, position INTEGER NOT NULL,
+            UNIQUE (run_id, dataset_uuid)
+        );
+        CREATE TABLE mlflow_input_tags (
+            input_uuid TEXT NOT NULL, name TEXT NOT NULL, value TEXT NOT NULL,
+            position INTEGER NOT NULL,
+            PRIMARY KEY (input_uuid, name)
+        );
+        CREATE TABLE mlflow_outputs (
+            run_id TEXT NOT NULL, model_id TEXT NOT NULL, step INTEGER NOT NULL,
+            PRIMARY KEY (run_id, model_id)
+        );
+        CREATE TABLE mlflow_trace_links (
+            run_id TEXT NOT NULL, trace_id TEXT NOT NULL, PRIMARY KEY (run_id, trace_id)
+        );
+        """,
+    ),
+    (
+        "0002_run_owners",
+        # The process that created a run, so runs left RUNNING by a killed process can be found.
+        """
+        CREATE TABLE mlflow_run_owners (
+            run_id TEXT PRIMARY KEY, host TEXT NOT NULL, pid INTEGER NOT NULL,
+            process_start REAL
+        );
+        """,
+    ),
+]
+
+
+def pending(conn: sqlite3.Connection) -> bool:
+    """Whether a file that holds an experiment lacks any of the migrations."""
+    applied = {row[0] for row in conn.execute("SELECT name FROM mytracker_migrations")}
+    return any(name not in applied for name, _ in MIGRATIONS)
+
+
+def apply(conn: sqlite3.Connection) -> None:
+    """Create Trackio's tables (where missing) and apply the pending migrations, inside the
+    caller's write transaction."""
+    for statement in _statements(TRACKIO_TABLES):
+        conn.execute(statement)
+    conn.execute(f"PRAGMA user_version = {TRACKIO_SCHEMA_VERSION}")
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS mytracker_migrations "
+        "(name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)"
+    )
+    done = {row[0] for row in conn.execute("SELECT name FROM mytracker_migrations")}
+    for name, script in MIGRATIONS:
+        if name in done:
+            continue
+        for statement in _statements(script):
+            conn.execute(statement)
+        conn.execute(
+            "INSERT INTO mytracker_migrations VALUES (?, ?)",
+            (name, datetime.now(timezone.utc).isoformat()),
+        )
+
+
+def _statements(script: str) -> list[str]:
+    return [s.strip() for s in script.split(";") if s.strip()]
