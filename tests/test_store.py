@@ -346,3 +346,54 @@ def test_a_step_logged_in_two_batches_stays_one_trackio_row(tracking, data_dir):
         {"loss": 0.5, "acc": 0.9, "lr": 0.01}, {"loss": 0.4}
     ]
     assert [m.value for m in client.get_metric_history(run_id, "loss")] == [0.4, 0.5]
+
+
+def test_a_run_name_longer_than_250_characters_is_refused(tracking):
+    """Trackio repeats a run's name in every metric row: a long name is refused, as a VARCHAR(250)
+    refuses it in MLflow's own SQL schema, and nothing is written."""
+    client = MlflowClient()
+    experiment_id = client.create_experiment("long-names")
+    with pytest.raises(MlflowException) as error:
+        client.create_run(experiment_id, run_name="n" * 251)
+    assert error.value.error_code == "INVALID_PARAMETER_VALUE"
+    assert "at most 250 characters" in error.value.message
+    assert client.search_runs([experiment_id]) == []
+
+    run = client.create_run(experiment_id, run_name="n" * 250)
+    for rename in (
+        lambda: client.set_tag(run.info.run_id, "mlflow.runName", "m" * 251),
+        lambda: client.update_run(run.info.run_id, name="m" * 251),
+    ):
+        with pytest.raises(MlflowException) as error:
+            rename()
+        assert error.value.error_code == "INVALID_PARAMETER_VALUE"
+    assert client.get_run(run.info.run_id).info.run_name == "n" * 250
+
+
+def test_open_project_files_stay_under_the_cap(tracking, data_dir):
+    """More experiments than the store keeps open: listing them all, again and again, leaves at
+    most 64 project files open in this process, and every experiment still answers."""
+    import os
+
+    from mytracker.store._catalog import MAX_OPEN_FILES
+
+    client = MlflowClient()
+    experiment_ids = [client.create_experiment(f"cap-{i}") for i in range(MAX_OPEN_FILES + 16)]
+    for _ in range(3):
+        listed = client.search_experiments(max_results=1000)
+        assert len(listed) == len(experiment_ids) + 1  # and the Default experiment
+
+    def open_project_files() -> int:
+        targets = []
+        for fd in os.listdir("/proc/self/fd"):
+            try:
+                targets.append(os.readlink(f"/proc/self/fd/{fd}"))
+            except OSError:
+                pass
+        return sum(t.startswith(str(data_dir)) and t.endswith(".db") for t in targets)
+
+    assert open_project_files() <= MAX_OPEN_FILES
+    for experiment_id in experiment_ids[:5]:  # evicted ones open again when used
+        run = client.create_run(experiment_id)
+        client.log_metric(run.info.run_id, "m", 1.0)
+    assert open_project_files() <= MAX_OPEN_FILES

@@ -50,8 +50,8 @@ class Catalog:
                 db = ProjectDB(path, create=create)
                 self._dbs[path] = db
                 while len(self._dbs) > MAX_OPEN_FILES:
-                    # Not closed here: a thread may still hold it; it closes when released.
-                    self._dbs.popitem(last=False)
+                    # Closed now unless another thread is inside it (then with its last use).
+                    self._dbs.popitem(last=False)[1].release()
             self._dbs.move_to_end(path)
             return db
 

@@ -197,19 +197,23 @@ class ProjectDB:
         # In a read-only directory SQLite cannot make the WAL index files it needs to read a WAL
         # database; there the file is opened immutable, so reading works and writing says why not.
         self.read_only = path.exists() and not os.access(path.parent, os.W_OK)
-        target = f"file:{quote(str(path))}?immutable=1" if self.read_only else str(path)
-        try:
-            self.conn = sqlite3.connect(
-                target, timeout=LOCK_TIMEOUT_S, isolation_level=None, check_same_thread=False,
-                uri=self.read_only,
-            )
-        except sqlite3.Error as e:
-            raise DatabaseError(f"Cannot open Trackio database {path}: {e}") from e
+        self._closed = False
+        self.conn = self._connect()
         try:
             self._prepare(create)
         except BaseException:
             self.conn.close()
             raise
+
+    def _connect(self) -> sqlite3.Connection:
+        target = f"file:{quote(str(self.path))}?immutable=1" if self.read_only else str(self.path)
+        try:
+            return sqlite3.connect(
+                target, timeout=LOCK_TIMEOUT_S, isolation_level=None, check_same_thread=False,
+                uri=self.read_only,
+            )
+        except sqlite3.Error as e:
+            raise DatabaseError(f"Cannot open Trackio database {self.path}: {e}") from e
 
     def _prepare(self, create: bool) -> None:
         try:
@@ -268,11 +272,31 @@ class ProjectDB:
     def close(self) -> None:
         with self._lock:
             self.conn.close()
+            self._closed = True
+
+    def release(self) -> bool:
+        """Close the connection unless a thread is using it (then it closes with the last
+        reference); a later use opens it again. Returns whether it closed now."""
+        if not self._lock.acquire(blocking=False):
+            return False
+        try:
+            self.close()
+            return True
+        finally:
+            self._lock.release()
+
+    def _reopen_if_closed(self) -> None:
+        if self._closed:
+            self.conn = self._connect()
+            if not self.read_only:
+                _configure(self.conn)
+            self._closed = False
 
     @contextmanager
     def read(self) -> Iterator[sqlite3.Connection]:
         """A consistent snapshot for several SELECTs."""
         with self._lock, self._errors_named():
+            self._reopen_if_closed()
             if self.conn.in_transaction:  # inside this thread's write(): read what it sees
                 yield self.conn
                 return
@@ -287,6 +311,7 @@ class ProjectDB:
     def write(self) -> Iterator[sqlite3.Connection]:
         """One IMMEDIATE transaction: all of the block is written, or none of it."""
         with self._lock, self._errors_named():
+            self._reopen_if_closed()
             self._begin_immediate()
             try:
                 yield self.conn
@@ -643,16 +668,64 @@ def write_config(
 
 
 def stored_points(
-    conn: sqlite3.Connection, system: bool, run_id: str, first_ms: int, last_ms: int
+    conn: sqlite3.Connection, system: bool, run_id: str, pairs: set[tuple[int, int]]
 ) -> list[StoredPoint]:
-    """A run's metric (or system-metric) rows within a time window."""
-    table, step = metric_table(system)
-    rows = conn.execute(
-        f"SELECT id, {step}, timestamp, metrics FROM {table} "
-        "WHERE run_id = ? AND timestamp BETWEEN ? AND ?",
-        (run_id, iso_from_ms(first_ms), iso_from_ms(last_ms)),
-    ).fetchall()
-    return [StoredPoint(row_id, s, ms_from_iso(ts), text) for row_id, s, ts, text in rows]
+    """A run's metric (or system-metric) rows at exactly the given (step, timestamp_ms) pairs.
+
+    The cost follows the batch, not the run: two one-row range checks settle the common cases
+    (new steps, or new timestamps) at once, and otherwise the lookup goes through whichever of
+    Trackio's two indexes, (run_id, step) or (run_id, timestamp), holds fewer entries for the
+    batch, which a bounded count tells without reading more than a few times the batch. (The
+    planner alone cannot know: without statistics it may read every row at step 0, or every
+    row at one repeated timestamp.)
+    """
+    table, step_sql = metric_table(system)
+    steps = sorted({step for step, _ in pairs})
+    stamps = iso_texts(sorted({ts for _, ts in pairs}))
+    near = "SELECT 1 FROM {table} WHERE run_id = ? AND {column} BETWEEN ? AND ? LIMIT 1"
+    if conn.execute(
+        near.format(table=table, column="timestamp"), (run_id, stamps[0], stamps[-1])
+    ).fetchone() is None:
+        return []
+    column, values = "timestamp", stamps
+    if not system:  # Trackio's system table has no step column, and so no step index
+        if conn.execute(
+            near.format(table=table, column="step"), (run_id, steps[0], steps[-1])
+        ).fetchone() is None:
+            return []
+        cap = 4 * len(pairs) + 64
+        if _count_up_to(conn, "step", run_id, steps, cap) < _count_up_to(
+            conn, "timestamp", run_id, stamps, cap
+        ):
+            column, values = "step", steps
+    rows = []
+    for chunk in _chunks(values, 500):
+        rows += conn.execute(
+            f"SELECT id, {step_sql}, timestamp, metrics FROM {table} "
+            f"WHERE run_id = ? AND {column} IN ({','.join('?' * len(chunk))})",
+            (run_id, *chunk),
+        ).fetchall()
+    found = []
+    for row_id, step, text_ts, text in rows:
+        point = StoredPoint(row_id, step, ms_from_iso(text_ts), text)
+        if (point.step, point.timestamp_ms) in pairs:
+            found.append(point)
+    return found
+
+
+def _count_up_to(conn, column: str, run_id: str, values: list, cap: int) -> int:
+    """How many metrics rows the run has at `values` of `column` (Trackio indexes both step
+    and timestamp with run_id), counting no further than `cap`: an index-only scan."""
+    total = 0
+    for chunk in _chunks(values, 500):
+        total += conn.execute(
+            f"SELECT count(*) FROM (SELECT 1 FROM metrics WHERE run_id = ? "
+            f"AND {column} IN ({','.join('?' * len(chunk))}) LIMIT {cap - total})",
+            (run_id, *chunk),
+        ).fetchone()[0]
+        if total >= cap:
+            break
+    return total
 
 
 def update_rows(conn: sqlite3.Connection, system: bool, rows: list[tuple[int, str]]) -> None:

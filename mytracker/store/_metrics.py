@@ -195,15 +195,15 @@ def _group_rows(points: list, quoted: dict, system_keys: set, open_rows: dict) -
     return written, metric_rows, system_rows, updates
 
 
-def _stored_window(conn, run_id: str, systems: set[bool], first_ms: int, last_ms: int):
-    """The points already stored in the batch's time window, as (key, step, ts, value) set,
-    and the rows of the window that only hold numbers (they may take more keys of their step
+def _stored_points(conn, run_id: str, systems: set[bool], pairs: set[tuple[int, int]]):
+    """The points already stored at the batch's (step, timestamp) pairs, as a (key, step, ts,
+    value) set, and the rows there that only hold numbers (they may take more keys of their step
     and timestamp) as (row id, values) by (system, step, timestamp)."""
     stored = set()
     open_rows: dict[tuple, list[tuple[int, dict]]] = {}
     for system in systems:
         prefix = SYSTEM_PREFIX if system else ""
-        for row_id, step, ts, text in _db.stored_points(conn, system, run_id, first_ms, last_ms):
+        for row_id, step, ts, text in _db.stored_points(conn, system, run_id, pairs):
             data = orjson.loads(text)
             numeric = True
             for trackio_key, raw in data.items():
@@ -228,11 +228,11 @@ def log_metrics(conn, run_id: str, run_name: str, columns: tuple) -> int:
     keys, values, timestamps, steps = columns
     encodings = {key: _key_encoding(key) for key in set(keys)}
     # Points already stored are skipped: one point per (key, step, timestamp, value), as
-    # MLflow's SQL store keeps them (so a retried batch changes nothing). Rows of this window
-    # that only hold metrics can take more keys of their (step, timestamp): a step whose keys
-    # arrive in two batches stays one Trackio row.
-    stored, open_rows = _stored_window(
-        conn, run_id, {e[0] for e in encodings.values()}, min(timestamps), max(timestamps)
+    # MLflow's SQL store keeps them (so a retried batch changes nothing). Stored rows of the
+    # batch's (step, timestamp) pairs that only hold metrics can take more keys: a step whose
+    # keys arrive in two batches stays one Trackio row. Only those pairs are looked up.
+    stored, open_rows = _stored_points(
+        conn, run_id, {e[0] for e in encodings.values()}, set(zip(steps, timestamps))
     )
     if stored:
         new = [

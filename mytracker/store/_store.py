@@ -80,6 +80,9 @@ DEFAULT_EXPERIMENT_ID = "0"
 _ARTIFACTS_FOLDER = "artifacts"
 _DATASET_FIELDS = ("name", "digest", "source_type", "source", "schema", "profile")
 _STRING_ATTRIBUTES = {"run_id", "run_name", "status", "user_id", "artifact_uri", "lifecycle_stage"}
+# MLflow's own schema holds a run name in a VARCHAR(250) (`runs.name`); Trackio copies the name
+# into every metric row and an index, so a longer one is refused rather than repeated.
+MAX_RUN_NAME_LENGTH = 250
 
 
 @contextmanager
@@ -96,6 +99,15 @@ def _require_active(kind: str, entity_id: str, stage: str) -> None:
     if stage != LifecycleStage.ACTIVE:
         raise MlflowException(
             f"The {kind} {entity_id} must be in the 'active' state. Current state is {stage}.",
+            INVALID_PARAMETER_VALUE,
+        )
+
+
+def _check_run_name(run_name: str | None) -> None:
+    if run_name is not None and len(run_name) > MAX_RUN_NAME_LENGTH:
+        raise MlflowException(
+            f"Run name of {len(run_name)} characters is too long: the Trackio store keeps run "
+            f"names of at most {MAX_RUN_NAME_LENGTH} characters, as MLflow's SQL schema does.",
             INVALID_PARAMETER_VALUE,
         )
 
@@ -483,6 +495,7 @@ class TrackioStore(AbstractStore):
                 INVALID_PARAMETER_VALUE,
             )
         run_name = run_name or name_tag or _generate_random_name()
+        _check_run_name(run_name)
         if not name_tag:
             tags.append(RunTag(MLFLOW_RUN_NAME, run_name))
         run_id = uuid.uuid4().hex
@@ -542,6 +555,7 @@ class TrackioStore(AbstractStore):
         return Run(run_info, data, RunInputs(dataset_inputs=inputs), RunOutputs(outputs))
 
     def update_run_info(self, run_id, run_status, end_time, run_name):
+        _check_run_name(run_name)
         with self._run_tx(run_id) as (db, conn, _):
             fields = {}
             if run_status is not None:
@@ -601,13 +615,14 @@ class TrackioStore(AbstractStore):
         params = [_validate_param(p.key, p.value, path=f"params[{i}]") for i, p in enumerate(params)]
         tags = [_validate_tag(t.key, t.value, path=f"tags[{i}]") for i, t in enumerate(tags)]
         _validate_param_keys_unique(params)
+        new_name = next((t.value for t in reversed(tags) if t.key == MLFLOW_RUN_NAME), None)
+        _check_run_name(new_name)
         with self._run_tx(run_id) as (_, conn, state):
             if params:
                 self._log_params(conn, run_id, params)
             if columns[0]:
                 _metrics.log_metrics(conn, run_id, state.name, columns)
             if tags:
-                new_name = next((t.value for t in reversed(tags) if t.key == MLFLOW_RUN_NAME), None)
                 if new_name:
                     _db.update_run(conn, run_id, name=new_name)
                 # Later duplicates of a key win, as in MLflow.

@@ -1,0 +1,96 @@
+"""Metric points with the timestamp patterns callers really send, against MLflow's own SQLite
+store: one timestamp for a whole epoch, points older than what is stored, step 0 for every point,
+retried batches, a step's keys split over calls. Every history and latest value must match.
+
+The store looks up only the batch's own (step, timestamp) pairs, so these shapes also cost what
+the batch costs (benchmarks/bench_scale.py measures that); here we check the answers."""
+
+import math
+
+import pytest
+from mlflow import MlflowClient
+from mlflow.entities import Metric
+
+T0 = 1_700_000_000_000
+
+
+def _patterns():
+    """(name, list of batches), each batch a list of (key, value, timestamp_ms, step)."""
+    epoch_stamp = [[("loss", 1.0 / (i + 1), T0, i) for i in range(j, j + 50)] for j in (0, 50, 100)]
+    older = [
+        [("loss", float(i), T0 + 10_000 + i, i) for i in range(100)],
+        [("loss", float(-i), T0 + i, 100 + i) for i in range(100)],  # older than stored, new steps
+        [("loss", 7.0, T0 + 5, 3)],  # old timestamp, a step already used
+    ]
+    step_zero = [[("acc", i / 10, T0 + i, 0) for i in range(j, j + 40)] for j in (0, 40)]
+    retried = [[("a", 1.0, T0, 0), ("b", 2.0, T0, 0)]] * 3
+    split = [
+        [("a", 1.0, T0, 1)],
+        [("b", 2.0, T0, 1), ("a", 1.0, T0, 1)],  # the same point again, and a new key
+        [("a", 3.0, T0, 1)],  # a second value for a key at the same step and timestamp
+        [("c", math.nan, T0, 1), ("c", math.nan, T0, 1)],
+        [("c", math.nan, T0, 1), ("d", math.inf, T0 + 1, 1)],
+    ]
+    mixed = [
+        [("m", float(i % 7), T0 + (i * 37) % 100, i % 10) for i in range(300)],
+        [("m", float(i % 7), T0 + (i * 37) % 100, i % 10) for i in range(150, 450)],
+    ]
+    return [
+        ("one timestamp per epoch", epoch_stamp),
+        ("older than stored", older),
+        ("step zero always", step_zero),
+        ("retried batch", retried),
+        ("keys split over calls", split),
+        ("repeated and out of order", mixed),
+    ]
+
+
+def _clamped(value):
+    if math.isnan(value):
+        return "nan"
+    return max(min(value, 1.7976931348623157e308), -1.7976931348623157e308)
+
+
+def _stored(uri, batches):
+    client = MlflowClient(tracking_uri=uri)
+    run_id = client.create_run(client.create_experiment("patterns")).info.run_id
+    for batch in batches:
+        client.log_batch(run_id, metrics=[Metric(k, v, t, s) for k, v, t, s in batch])
+    keys = sorted({k for batch in batches for k, *_ in batch})
+    history = {
+        key: [
+            (m.timestamp, m.step, _clamped(m.value))
+            for m in client.get_metric_history(run_id, key)
+        ]
+        for key in keys
+    }
+    latest = {
+        m.key: (m.timestamp, m.step, _clamped(m.value))
+        for m in client.get_run(run_id).data._metric_objs
+    }
+    return history, latest
+
+
+@pytest.mark.parametrize("name,batches", _patterns(), ids=[p[0] for p in _patterns()])
+def test_same_points_as_mlflow_sqlite_store(name, batches, tmp_path):
+    expected = _stored(f"sqlite:///{tmp_path / 'mlflow.db'}", batches)
+    assert _stored(f"trackio://{tmp_path / 'trackio'}", batches) == expected
+
+
+def test_one_timestamp_per_epoch_stays_one_row_per_step(tmp_path):
+    """A step's keys logged with one shared timestamp land in one Trackio row per step, as the
+    dashboard draws them, however many steps already share that timestamp."""
+    import sqlite3
+
+    client = MlflowClient(tracking_uri=f"trackio://{tmp_path}")
+    experiment_id = client.create_experiment("epoch")
+    run_id = client.create_run(experiment_id).info.run_id
+    for step in range(300):
+        client.log_metric(run_id, "loss", 1.0 / (step + 1), timestamp=T0, step=step)
+        client.log_metric(run_id, "acc", step / 300, timestamp=T0, step=step)
+    rows = sqlite3.connect(tmp_path / "epoch.db").execute(
+        "SELECT count(*), count(DISTINCT step) FROM metrics WHERE run_id = ? AND metrics != '{}'",
+        (run_id,),
+    ).fetchone()
+    assert rows == (300, 300)
+    assert len(client.get_metric_history(run_id, "acc")) == 300
