@@ -294,7 +294,7 @@ def test_sklearn_autolog_lands_in_trackio(trackio_home, unique_name):
     [row] = json.loads(out.stdout.strip().splitlines()[-1])
     assert row["run_id"] == run_id
     assert row["status"] == "FINISHED"
-    assert row["param.C"] == "0.5"
+    assert row["param.C"] == 0.5  # numbers, as in Vertex
     assert 0.5 < row["metric.training_accuracy_score"] <= 1.0
 
     # Trackio's own reader sees the same run, its params as config keys and its metrics.
