@@ -82,7 +82,6 @@ class _Saved:
     loggers: dict[str, tuple[int, bool]]
     log_filter: AutologFilter
     telemetry_turned_off: bool
-    showwarning: Callable[..., Any]
     filtered: list[logging.Filterer] = field(default_factory=list)
     # MLflow's Lightning callback class and its own `on_train_start`, while we wrap it.
     lightning_callback: tuple[type, Any] | None = None
@@ -146,7 +145,6 @@ def _enable(data_dir: str | os.PathLike | None, kwargs: dict[str, Any]) -> None:
             loggers={n: (logging.getLogger(n).level, logging.getLogger(n).disabled) for n in _LOGGERS},
             log_filter=AutologFilter(),
             telemetry_turned_off=telemetry_turned_off,
-            showwarning=warnings.showwarning,
         )
     try:
         # 2. The filter goes on MLflow's handler: the `mlflow` logger has its own handler and
@@ -206,8 +204,7 @@ def _disable() -> None:
         if saved.lightning_callback is not None:
             callback_class, on_train_start = saved.lightning_callback
             callback_class.on_train_start = on_train_start
-        if warnings.showwarning is _showwarning:
-            warnings.showwarning = saved.showwarning
+        _uninstall_showwarning()
         if saved.telemetry_turned_off:
             _restore_telemetry()
         for target in saved.filtered:
@@ -338,31 +335,36 @@ def _restore_telemetry() -> None:
 
 _MLFLOW_DIR = ""  # MLflow's package directory, set when the hook is installed
 _next_showwarning: Callable[..., Any] = warnings.showwarning
+# Still in the chain: someone replaced `warnings.showwarning` after us (e.g. a `catch_warnings`
+# block around `autolog(disable=True)`), so disabling could only make the hook pass everything on.
+_hook_in_chain = False
 
 
 def _install_showwarning() -> None:
-    global _MLFLOW_DIR, _next_showwarning
+    global _MLFLOW_DIR, _next_showwarning, _hook_in_chain
     import mlflow
 
     _MLFLOW_DIR = os.path.dirname(os.path.abspath(mlflow.__file__)) + os.sep
-    _next_showwarning = warnings.showwarning
-    warnings.showwarning = _showwarning
+    if not _hook_in_chain:  # installing twice would make the hook call itself
+        _next_showwarning = warnings.showwarning
+        warnings.showwarning = _showwarning
+        _hook_in_chain = True
+
+
+def _uninstall_showwarning() -> None:
+    global _hook_in_chain
+    if warnings.showwarning is _showwarning:
+        warnings.showwarning = _next_showwarning
+        _hook_in_chain = False
 
 
 def _showwarning(message: Any, category: type, filename: str, lineno: int, *args: Any, **kwargs: Any) -> None:
     """``warnings.showwarning`` while autolog is on: drop a warning that MLflow's own autologging
     code set off (e.g. scikit-learn's FutureWarning when MLflow calls a metric with a renamed
     argument); pass everything else on, including warnings from the user's own calls."""
-    hide = False
     try:
         issuer = _issuing_frame(filename, lineno) if _saved is not None else None
         hide = issuer is not None and _set_off_by_mlflow(issuer)
-        if hide:
-            # Python marks the warning as shown at this location; unmark it, so the user's own
-            # call that triggers the same warning later still shows it.
-            registry = issuer.f_globals.get("__warningregistry__")
-            if isinstance(registry, dict):
-                registry.pop((str(message), category, lineno), None)
     except Exception:
         hide = False  # when unsure, show it
     if not hide:
