@@ -10,8 +10,12 @@ import subprocess
 import sys
 import textwrap
 import threading
+from pathlib import Path
 
+import mlflow
 import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
 
 FUTURE_WARNING = "FutureWarning: `y_pred` was renamed to `y_proba`"
 
@@ -165,3 +169,36 @@ def test_autolog_keeps_the_users_telemetry_choice(tmp_path):
                          timeout=120)
     assert out.returncode == 0, out.stderr
     assert "CHOICE None false" in out.stdout
+
+
+# --- what the README and the docs tell a new user ---------------------------------------------
+
+
+def test_readme_dashboard_command_works_as_written():
+    """After the README's own install (a venv it does not activate), `trackio show` is not on
+    PATH; the README names the venv's program, which `pip install -e .` puts there."""
+    readme = (ROOT / "README.md").read_text()
+    assert "pip install -e ." in readme and ".venv/bin/mytracker show" in readme
+    assert "pip install mytracker" not in readme
+    script = Path(sys.executable).parent / "mytracker"  # this venv's, from `pip install -e`
+    if not script.exists():
+        pytest.skip(f"mytracker is not installed into {script.parent}")
+    out = subprocess.run([str(script), "show", "--help"], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "usage: mytracker show" in out.stdout
+
+
+def test_docs_give_the_real_embedded_artifact_location(tmp_path, fresh_mlflow_state):
+    note = tmp_path / "note.txt"
+    note.write_text("hello")
+    mlflow.set_tracking_uri(f"trackio://{tmp_path / 'data'}")
+    mlflow.set_experiment("demo")
+    with mlflow.start_run() as run:
+        mlflow.log_artifact(str(note))
+    documented = "<dir>/media/<project>/files/mlflow/<run id>/artifacts/"
+    where = documented.replace("<dir>", str(tmp_path / "data")).replace("<project>", "demo")
+    assert Path(where.replace("<run id>", run.info.run_id), "note.txt").read_text() == "hello"
+    for doc in ("docs/guide.md", "docs/deployment.md", "docs/migrating.md"):
+        text = " ".join((ROOT / doc).read_text().split())
+        assert documented in text, doc

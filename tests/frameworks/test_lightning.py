@@ -101,3 +101,12 @@ def test_disable_gives_back_mlflows_own_lightning_autologging(experiment, tmp_pa
     run = train_in_subprocess(DISABLED, experiment, tmp_path)
     # MLflow's default: no per-step logging, the last step value once per epoch.
     assert history(run, "train_loss_step") == [0, 1]
+
+
+def test_the_users_own_log_every_n_step_wins(experiment, tmp_path):
+    script = AFTER_IMPORT.replace(
+        "mytracker.autolog()\n",
+        "mytracker.autolog()\nmlflow.pytorch.autolog(log_every_n_step=4, log_models=False)\n",
+    )
+    run = train_in_subprocess(script, experiment, tmp_path, log_every=1)
+    assert history(run, "train_loss_step") == [3, 7]  # MLflow's every-4th-step rule, not the Trainer's
