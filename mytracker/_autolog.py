@@ -294,7 +294,7 @@ def _follow_trainer_log_every_n_steps() -> None:
         return
 
     @wrapt.decorator
-    def follow_trainer(wrapped: Callable[..., Any], instance: Any, args: tuple, kwargs: dict) -> Any:
+    def follow_trainer(wrapped: Callable[..., Any], instance: Any, args: tuple, kwargs: dict):
         trainer = args[0] if args else kwargs.get("trainer")
         if getattr(instance, "log_every_n_step", 0) is None:
             instance.log_every_n_step = getattr(trainer, "log_every_n_steps", None)
@@ -304,7 +304,7 @@ def _follow_trainer_log_every_n_steps() -> None:
     _saved.lightning_callback = (callback_class, on_train_start)
 
 
-# --- MLflow's usage telemetry ----------------------------------------------------------------------
+# --- MLflow's usage telemetry -------------------------------------------------------------------
 
 
 def _turn_off_telemetry() -> bool:
@@ -331,7 +331,7 @@ def _restore_telemetry() -> None:
         set_telemetry_client()  # as `import mlflow` would have
 
 
-# --- Python warnings from MLflow's own autologging code ---------------------------------------------
+# --- Python warnings from MLflow's own autologging code ------------------------------------------
 
 _MLFLOW_DIR = ""  # MLflow's package directory, set when the hook is installed
 _next_showwarning: Callable[..., Any] = warnings.showwarning
@@ -358,7 +358,7 @@ def _uninstall_showwarning() -> None:
         _hook_in_chain = False
 
 
-def _showwarning(message: Any, category: type, filename: str, lineno: int, *args: Any, **kwargs: Any) -> None:
+def _showwarning(message: Any, category: type, filename: str, lineno: int, *args: Any, **kw: Any):
     """``warnings.showwarning`` while autolog is on: drop a warning that MLflow's own autologging
     code set off (e.g. scikit-learn's FutureWarning when MLflow calls a metric with a renamed
     argument); pass everything else on, including warnings from the user's own calls."""
@@ -368,13 +368,13 @@ def _showwarning(message: Any, category: type, filename: str, lineno: int, *args
     except Exception:
         hide = False  # when unsure, show it
     if not hide:
-        _next_showwarning(message, category, filename, lineno, *args, **kwargs)
+        _next_showwarning(message, category, filename, lineno, *args, **kw)
 
 
 def _issuing_frame(filename: str, lineno: int) -> FrameType | None:
     """The frame ``warnings.warn`` attributed the warning to (its ``stacklevel``)."""
     frame = sys._getframe(2)
-    while frame is not None and not (frame.f_code.co_filename == filename and frame.f_lineno == lineno):
+    while frame is not None and (frame.f_code.co_filename, frame.f_lineno) != (filename, lineno):
         frame = frame.f_back
     return frame
 
@@ -411,7 +411,8 @@ def _caller_of_patched_function(frame: FrameType | None) -> FrameType | None:
 
 def _inside_autologging_patch(frame: FrameType | None) -> bool:
     while frame is not None:
-        if frame.f_code.co_name.endswith("safe_patch_function") and _is_autologging_machinery(frame.f_code):
+        code = frame.f_code
+        if code.co_name.endswith("safe_patch_function") and _is_autologging_machinery(code):
             return True
         frame = frame.f_back
     return False
