@@ -1,8 +1,8 @@
 """Quickstart: every scikit-learn fit lands in Trackio, with one call.
 
-    pip install mytracker scikit-learn
+    pip install -e . scikit-learn           # from a clone of the repository (not on PyPI)
     python examples/quickstart.py
-    trackio show --project quickstart
+    mytracker show --project quickstart     # or: trackio show --project quickstart
 
 Data goes to Trackio's own directory ($TRACKIO_DIR, else ~/.cache/huggingface/trackio), one
 file per experiment: quickstart.db.

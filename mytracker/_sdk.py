@@ -150,8 +150,9 @@ def end_run(state: str = "COMPLETE") -> None:
 
 
 def get_experiment_df(experiment: str | None = None) -> pd.DataFrame:
-    """One row per run of ``experiment`` (default: the ``init`` one): run name and id, status,
-    start and end time, ``param.*`` and ``metric.*`` (latest value) columns.
+    """One row per run of ``experiment`` (default: the ``init`` one), columns ordered as Vertex
+    AI orders them: experiment and run name, run id, status, then ``param.*`` (numbers where every
+    value of the column is one), ``metric.*`` (latest value), then start and end time.
 
     >>> mytracker.get_experiment_df("churn")  # doctest: +SKIP
     """
@@ -176,14 +177,45 @@ def get_experiment_df(experiment: str | None = None) -> pd.DataFrame:
                 "status": info.status,
                 "start_time": pd.to_datetime(info.start_time, unit="ms", utc=True),
                 "end_time": pd.to_datetime(info.end_time, unit="ms", utc=True),
-                **{f"param.{k}": v for k, v in sorted(run.data.params.items())},
-                **{f"metric.{k}": v for k, v in sorted(run.data.metrics.items())},
+                **{f"param.{k}": v for k, v in run.data.params.items()},
+                **{f"metric.{k}": v for k, v in run.data.metrics.items()},
             })
         token = page.token
         if not token:
             break
-    columns = ["experiment_name", "run_name", "run_id", "status", "start_time", "end_time"]
-    return pd.DataFrame(rows, columns=None if rows else columns)
+    df = pd.DataFrame(rows, columns=None if rows else _RUN_COLUMNS)
+    for column in df.columns:
+        if column.startswith("param."):
+            df[column] = _numbers_if_all_numeric(df[column])
+    return df[sorted(df.columns, key=_column_order)]
+
+
+# Vertex's `get_experiment_df` order: the run's identity, then params, metrics, the rest.
+_RUN_COLUMNS = ["experiment_name", "run_name", "run_id", "status", "start_time", "end_time"]
+
+
+def _column_order(column: str) -> tuple[int, int | str]:
+    if column.startswith("param."):
+        return (1, column)
+    if column.startswith("metric."):
+        return (2, column)
+    position = _RUN_COLUMNS.index(column)
+    return (0 if position < 4 else 3, position)
+
+
+def _numbers_if_all_numeric(column: pd.Series) -> pd.Series:
+    """MLflow keeps params as text; like Vertex, give numbers where every value is one, so
+    ``df[df["param.lr"] < 0.05]`` works. Anything else (a word, an empty string) keeps the text."""
+    import pandas as pd
+
+    values = column.dropna()
+    # pandas reads "" as NaN: an empty param would silently become "missing".
+    if values.empty or not all(isinstance(v, str) and v.strip() for v in values):
+        return column
+    try:
+        return pd.to_numeric(column)
+    except (ValueError, TypeError):
+        return column
 
 
 # --- helpers ---------------------------------------------------------------------------------

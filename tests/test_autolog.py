@@ -205,13 +205,16 @@ def test_disable_restores_logger_levels_flags_and_filters(store_uri):
 
 def test_enable_twice_disable_once_restores_everything(store_uri, data_dir):
     original_fit = LogisticRegression.__dict__["fit"]
+    original_showwarning = warnings.showwarning
     mytracker.autolog(dir=data_dir)
     installed = our_filters()
     mytracker.autolog(dir=data_dir, log_datasets=False)
     assert our_filters() == installed and len(installed) == 1
     assert LogisticRegression.__dict__["fit"] is not original_fit
+    assert warnings.showwarning is not original_showwarning
 
     mytracker.autolog(disable=True)
+    assert warnings.showwarning is original_showwarning
     assert our_filters() == []
     assert not mlflow.is_tracking_uri_set()
     assert "MLFLOW_TRACKING_URI" not in os.environ
@@ -294,7 +297,7 @@ def test_sklearn_autolog_lands_in_trackio(trackio_home, unique_name):
     [row] = json.loads(out.stdout.strip().splitlines()[-1])
     assert row["run_id"] == run_id
     assert row["status"] == "FINISHED"
-    assert row["param.C"] == "0.5"
+    assert row["param.C"] == 0.5  # numbers, as in Vertex
     assert 0.5 < row["metric.training_accuracy_score"] <= 1.0
 
     # Trackio's own reader sees the same run, its params as config keys and its metrics.

@@ -3,6 +3,7 @@
 import datetime as dt
 
 import mlflow
+import pandas as pd
 import pytest
 from mlflow.exceptions import MlflowException
 from sklearn.datasets import make_classification
@@ -40,8 +41,10 @@ def test_manual_run_round_trip(experiment, data_dir):
     ]
 
     df = mytracker.get_experiment_df()
-    assert list(df.columns[:6]) == [
-        "experiment_name", "run_name", "run_id", "status", "start_time", "end_time"
+    assert list(df.columns) == [
+        "experiment_name", "run_name", "run_id", "status",
+        "param.learning_rate", "param.optimizer", "metric.accuracy", "metric.loss",
+        "start_time", "end_time",
     ]
     [row] = df.to_dict("records")
     assert row["experiment_name"] == experiment and row["run_name"] == "run-1"
@@ -109,7 +112,7 @@ def test_autologged_fit_inside_start_run_logs_into_that_run(experiment):
 
     [row] = mytracker.get_experiment_df().to_dict("records")
     assert row["run_id"] == run.info.run_id
-    assert row["param.note"] == "manual" and row["param.max_depth"] == "2"
+    assert row["param.note"] == "manual" and row["param.max_depth"] == 2
     assert "metric.training_accuracy_score" in row
 
 
@@ -148,3 +151,32 @@ def test_start_run_needs_init():
 def test_get_experiment_df_of_an_empty_experiment(experiment):
     df = mytracker.get_experiment_df()
     assert df.empty and "run_name" in df.columns
+
+
+def test_get_experiment_df_params_are_numbers_where_every_value_is_one(experiment):
+    runs = {
+        "a": {"lr": 0.1, "epochs": 10, "optimizer": "adam", "mixed": 5, "empty": ""},
+        "b": {"lr": 0.01, "epochs": 20, "optimizer": "sgd", "mixed": "auto", "empty": "1"},
+        "c": {"lr": 1e-3, "optimizer": "sgd", "mixed": 7},  # no epochs
+    }
+    for name, params in runs.items():
+        with mytracker.start_run(name):
+            mytracker.log_params(params)
+            mytracker.log_metrics({"accuracy": 0.5})
+
+    raw = mytracker.get_experiment_df()
+    df = raw.set_index("run_name").sort_index()
+    # What a Vertex user writes: filter and sort on numeric params.
+    assert sorted(df[df["param.lr"] < 0.05].index) == ["b", "c"]
+    assert list(df["param.lr"]) == [0.1, 0.01, 0.001]
+    assert list(df["param.epochs"][:2]) == [10, 20] and pd.isna(df["param.epochs"]["c"])
+    # A column with any non-number keeps MLflow's text, as does an empty value.
+    assert list(df["param.optimizer"]) == ["adam", "sgd", "sgd"]
+    assert list(df["param.mixed"]) == ["5", "auto", "7"]
+    assert df["param.empty"]["a"] == "" and df["param.empty"]["b"] == "1"
+    # Vertex's column order: the run's identity, params, metrics, then the rest.
+    assert list(raw.columns) == [
+        "experiment_name", "run_name", "run_id", "status",
+        "param.empty", "param.epochs", "param.lr", "param.mixed", "param.optimizer",
+        "metric.accuracy", "start_time", "end_time",
+    ]

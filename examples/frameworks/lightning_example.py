@@ -1,7 +1,8 @@
 """PyTorch Lightning into Trackio: Trainer.fit for 2 epochs, metrics per step and per epoch.
 
 mytracker.autolog() may come before or after `import lightning` (MLflow's own autolog must come
-after). MLflow logs Lightning metrics once per epoch unless asked for every n steps.
+after). Step metrics follow the Trainer's `log_every_n_steps` (here every step); MLflow alone
+would log them once per epoch.
 
     python examples/frameworks/lightning_example.py && trackio show --project lightning-example
 """
@@ -14,8 +15,6 @@ mytracker.autolog()
 import lightning  # noqa: E402
 import torch  # noqa: E402
 from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
-
-mlflow.pytorch.autolog(log_every_n_step=1, log_models=False)  # also per step (after the import)
 
 
 class Regressor(lightning.LightningModule):

@@ -1,7 +1,10 @@
 """MLflow's system metrics (`log_system_metrics=True`) land in Trackio's System view, apart from
 the training metrics."""
 
+import re
 import time
+import tomllib
+from pathlib import Path
 
 import mlflow
 import pytest
@@ -61,3 +64,10 @@ def test_system_metrics_go_to_trackio_system_view(experiment, fast_sampling, das
         "/api/get_system_logs", json={"project": experiment, "run": name, "run_id": run_id}
     ).json()["data"]
     assert len(shown) == len(system_rows)
+
+
+def test_psutil_comes_with_mytracker():
+    """MLflow's system metrics need psutil, which neither MLflow nor Trackio installs: without it
+    `start_run(log_system_metrics=True)` raises and leaves a RUNNING run. mytracker declares it."""
+    pyproject = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())
+    assert any(re.match(r"psutil\b", dep) for dep in pyproject["project"]["dependencies"])
