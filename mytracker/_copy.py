@@ -32,6 +32,8 @@ from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE, RESOURCE_DOES_NOT_EXIST
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
+from mytracker._compat import sql_write_session
+
 BATCH_SIZE = 1000  # metric points per write batch
 _PAGE = 50_000  # runs per search page (MLflow's maximum)
 _HISTORY_PAGE = 25_000  # metric points per get_metric_history page, as MlflowClient pages
@@ -443,7 +445,7 @@ def import_run_sql(store, experiment_id: str, run: Run, batches: Iterable[list[P
 
     info, run_id = run.info, run.info.run_id
     written = 0
-    with store.ManagedSessionMaker(read_only=False) as session:
+    with sql_write_session(store) as session:
         existed = None
         if exists:
             existed = session.execute(

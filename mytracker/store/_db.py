@@ -26,10 +26,11 @@ from typing import Any
 
 import orjson  # a dependency of Trackio's
 
-# Trackio's database layout that this module writes: `PRAGMA user_version` 2, used by
-# Trackio 0.24 to 0.43 at least. A file with another version is refused before any write.
+# Trackio's database layout that this module writes: `PRAGMA user_version` 2, written by
+# Trackio 0.41 to 0.43 (0.40 and older record no version: 0). A file with another version is
+# refused before any write. docs/compatibility.md; pyproject.toml declares the same range.
 TRACKIO_SCHEMA_VERSION = 2
-SUPPORTED_TRACKIO = "trackio>=0.43,<0.44 (database schema version 2)"
+SUPPORTED_TRACKIO = "trackio>=0.41,<0.44 (database schema version 2)"
 
 # How long a writer waits for another process's write lock before giving up with a clear error.
 LOCK_TIMEOUT_S = float(os.environ.get("MYTRACKER_LOCK_TIMEOUT", "60"))
