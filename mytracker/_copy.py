@@ -31,6 +31,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE, RESOURCE_DOES_NOT_EXIST
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
+from mytracker._compat import sql_write_session
 from mytracker.store._trackio import clamped
 
 BATCH_SIZE = 1000  # metric points per write batch
@@ -433,7 +434,7 @@ def import_run_sql(store, experiment_id: str, run: Run, batches: Iterable[list[P
 
     info, run_id = run.info, run.info.run_id
     written = 0
-    with store.ManagedSessionMaker(read_only=False) as session:
+    with sql_write_session(store) as session:
         existed = None
         if exists:
             existed = session.execute(

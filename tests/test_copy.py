@@ -26,6 +26,7 @@ from mlflow import MlflowClient
 from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, ViewType
 from mlflow.exceptions import MlflowException
 
+from mytracker._compat import sql_write_session
 from mytracker._copy import Progress, copy_store
 from mytracker.cli import main
 
@@ -128,7 +129,7 @@ def _log_big_history(store_uri: str, run_id: str) -> None:
         for step in range(BIG_POINTS)
     ]
     last = rows[-1]
-    with store.ManagedSessionMaker(read_only=False) as session:
+    with sql_write_session(store) as session:
         session.execute(insert(SqlMetric), rows)
         session.execute(insert(SqlLatestMetric), [last])
     store.engine.dispose()

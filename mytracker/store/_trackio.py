@@ -15,10 +15,11 @@ from typing import Any
 
 import orjson  # a dependency of Trackio's
 
-# Trackio's database layout that mytracker writes: `PRAGMA user_version` 2, used by
-# Trackio 0.24 to 0.43 at least. A file with another version is refused before any write.
+# Trackio's database layout that mytracker writes: `PRAGMA user_version` 2, written by
+# Trackio 0.41 to 0.43 (0.40 and older record no version: 0). A file with another version is
+# refused before any write. docs/compatibility.md; pyproject.toml declares the same range.
 TRACKIO_SCHEMA_VERSION = 2
-SUPPORTED_TRACKIO = "trackio>=0.43,<0.44 (database schema version 2)"
+SUPPORTED_TRACKIO = "trackio>=0.41,<0.44 (database schema version 2)"
 
 # Trackio 0.43's version-2 tables that mytracker writes, with Trackio's own index names, so that
 # Trackio's `CREATE ... IF NOT EXISTS` finds them already in place when it opens the file.
