@@ -79,6 +79,7 @@ from mlflow.utils.validation import (
 from mytracker.store import _dashboard, _db, _metrics
 from mytracker.store._catalog import Catalog
 from mytracker.store._db import DatabaseError, DatasetInputRow, ExperimentRow, ProjectDB, RunRecord
+from mytracker.store._trackio import clamped
 from mytracker.store._uri import data_dir_from_uri
 
 _logger = logging.getLogger(__name__)
@@ -613,6 +614,7 @@ class TrackioStore(AbstractStore):
                 self._log_params(conn, run_id, params)
             if columns[0]:
                 _metrics.log_metrics(conn, run_id, state.name, columns)
+                _log_model_metrics(conn, run_id, metrics)
             if tags:
                 new_name = next((t.value for t in reversed(tags) if t.key == MLFLOW_RUN_NAME), None)
                 if new_name:
@@ -1095,3 +1097,18 @@ def _require_unique_model_params(model_id: str, keys: list[str], existing=()) ->
                 f"The logged model {model_id} already has a param with key {key!r}.", BAD_REQUEST
             )
         seen.add(key)
+
+
+def _log_model_metrics(conn, run_id: str, metrics) -> None:
+    """Metrics linked to a logged model are also the model's, stored as MLflow's SQL store
+    stores them (NaN as 0, infinities as the largest doubles) in the run's project file."""
+    linked = [m for m in metrics if m.model_id is not None]
+    if linked:
+        _db.insert_logged_model_metrics(
+            conn, run_id,
+            [
+                (m.model_id, m.key, m.timestamp, m.step, clamped(float(m.value)),
+                 m.dataset_name, m.dataset_digest)
+                for m in linked
+            ],
+        )
