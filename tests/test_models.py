@@ -327,3 +327,62 @@ def test_plain_mlflow_autolog_defaults_give_no_model_warning(tracking, fitted):
         assert len(mlflow.search_logged_models(output_format="list")) == 1
     finally:
         mlflow.autolog(disable=True)
+
+
+# --- the model registry on the data directory ---------------------------------------------------
+
+
+def test_register_model_versions_and_aliases(tracking, data_dir, fitted):
+    """With only a trackio:// tracking URI, the registry is MLflow's SQL registry on
+    <dir>/mlflow-registry.sqlite (the file `mytracker server` uses)."""
+    from mytracker.store import register
+
+    register()  # from a source checkout; installed packages get it from the entry point
+    model, X = fitted
+    mlflow.set_experiment("registry")
+    infos = []
+    for _ in range(2):
+        with mlflow.start_run():
+            infos.append(mlflow.sklearn.log_model(
+                model, name="model", pip_requirements=["scikit-learn"]
+            ))
+    first = mlflow.register_model(f"runs:/{infos[0].run_id}/model", "classifier")
+    second = mlflow.register_model(f"models:/{infos[1].model_id}", "classifier")
+    assert (str(first.version), str(second.version)) == ("1", "2")
+    assert (data_dir / "mlflow-registry.sqlite").exists()
+    client = MlflowClient()
+    client.set_registered_model_alias("classifier", "champion", "1")
+    loaded = mlflow.pyfunc.load_model("models:/classifier@champion")
+    assert list(loaded.predict(X)) == list(model.predict(X))
+    assert mlflow.pyfunc.load_model("models:/classifier/2").metadata.model_id == infos[1].model_id
+    assert str(client.get_model_version_by_alias("classifier", "champion").version) == "1"
+    assert [m.name for m in client.search_registered_models()] == ["classifier"]
+    # The logged model knows its versions, as on MLflow's SQL store.
+    tag = json.loads(mlflow.get_logged_model(infos[1].model_id).tags["mlflow.modelVersions"])
+    assert [(t["name"], str(t["version"])) for t in tag] == [("classifier", "2")]
+
+
+def test_registry_entry_point_in_a_fresh_process(tmp_path):
+    """An installed mytracker names its registry builder in the `mlflow.model_registry_store`
+    entry points: a new process with nothing but MLFLOW_TRACKING_URI registers a model."""
+    from importlib.metadata import entry_points
+
+    names = {e.name: e.value for e in entry_points(group="mlflow.model_registry_store")}
+    if names.get("trackio") != "mytracker.store:build_registry_store":
+        pytest.skip("this environment's installed mytracker predates the registry entry point")
+    code = (
+        "import mlflow\n"
+        "from mlflow import MlflowClient\n"
+        "client = MlflowClient()\n"
+        "client.create_registered_model('from-entry-point')\n"
+        "print(client.get_registered_model('from-entry-point').name)\n"
+        "print(type(client._get_registry_client().store).__module__)\n"
+    )
+    env = {**__import__("os").environ, "MLFLOW_TRACKING_URI": f"trackio://{tmp_path}/data"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
+    )
+    assert out.stdout.split() == [
+        "from-entry-point", "mlflow.store.model_registry.sqlalchemy_store"
+    ]
+    assert (tmp_path / "data" / "mlflow-registry.sqlite").exists()
