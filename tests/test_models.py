@@ -386,3 +386,41 @@ def test_registry_entry_point_in_a_fresh_process(tmp_path):
         "from-entry-point", "mlflow.store.model_registry.sqlalchemy_store"
     ]
     assert (tmp_path / "data" / "mlflow-registry.sqlite").exists()
+
+
+# --- small divergences from MLflow's SQL store ---------------------------------------------------
+
+
+def test_dataset_summaries_and_param_without_value_like_mlflow_sqlite(tmp_path):
+    from mlflow.entities import Dataset, DatasetInput, InputTag, Param
+
+    outcomes = []
+    for uri in (f"sqlite:///{tmp_path}/mlflow.db", f"trackio://{tmp_path}/trackio"):
+        client = MlflowClient(tracking_uri=uri)
+        store = client._tracking_client.store
+        experiment_id = client.create_experiment("datasets")
+        run = client.create_run(experiment_id)
+        train = Dataset("train", "d1", "local", "/data/train")
+        client.log_inputs(run.info.run_id, [
+            DatasetInput(train, [InputTag("mlflow.data.context", "training")]),
+            DatasetInput(Dataset("raw", "d2", "local", "/data/raw")),
+        ])
+        other = client.create_run(experiment_id)
+        client.log_inputs(other.info.run_id, [
+            DatasetInput(train, [InputTag("mlflow.data.context", "eval")])
+        ])
+        summaries = sorted(
+            (s.experiment_id == experiment_id, s.name, s.digest, s.context or "")
+            for s in store._search_datasets([experiment_id, "0"])
+        )
+        errors = []
+        for call in (
+            lambda: store.log_param(run.info.run_id, Param("a", None)),
+            lambda: store.log_batch(run.info.run_id, [], [Param("b", None)], []),
+        ):
+            with pytest.raises(MlflowException) as caught:
+                call()
+            errors.append(caught.value.get_http_status_code())
+        outcomes.append((summaries, errors, client.get_run(run.info.run_id).data.params))
+    assert outcomes[0] == outcomes[1]
+    assert len(outcomes[0][0]) == 3

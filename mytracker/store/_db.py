@@ -770,6 +770,17 @@ def link_traces(conn: sqlite3.Connection, run_id: str, trace_ids: list[str]) -> 
     )
 
 
+def dataset_summaries(conn: sqlite3.Connection, limit: int) -> list[tuple]:
+    """(name, digest, context or None) of the file's datasets, each distinct once."""
+    return conn.execute(
+        "SELECT DISTINCT d.name, d.digest, t.value FROM mlflow_datasets d "
+        "JOIN mlflow_inputs i ON i.dataset_uuid = d.dataset_uuid "
+        "LEFT JOIN mlflow_input_tags t ON t.input_uuid = i.input_uuid "
+        "AND t.name = 'mlflow.data.context' "
+        f"LIMIT {int(limit)}"
+    ).fetchall()
+
+
 # --- logged models (inside a transaction) --------------------------------------------------------
 
 LOGGED_MODEL_COLUMNS = (

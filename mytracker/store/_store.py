@@ -607,6 +607,7 @@ class TrackioStore(AbstractStore):
         _validate_batch_log_limits(metrics, params, tags)
         columns = _metrics.metric_columns(metrics)
         params = [_validate_param(p.key, p.value, path=f"params[{i}]") for i, p in enumerate(params)]
+        _require_param_values(params)
         tags = [_validate_tag(t.key, t.value, path=f"tags[{i}]") for i, t in enumerate(tags)]
         _validate_param_keys_unique(params)
         with self._run_tx(run_id) as (_, conn, state):
@@ -811,6 +812,21 @@ class TrackioStore(AbstractStore):
             loaded.update(self._catalog.db(path).load_runs(run_ids))
         runs = [self._to_run(experiment_id, loaded[row.run_id]) for row, _, experiment_id in page]
         return runs, token
+
+    def _search_datasets(self, experiment_ids):
+        """The dataset summaries of the experiments (MLflow UI's experiment page): each dataset
+        with each context it was used in, at most 1,000, as MLflow's SQL store answers."""
+        from mlflow.entities.dataset_summary import _DatasetSummary
+
+        summaries = []
+        for experiment_id in dict.fromkeys(str(_parse_experiment_id(e)) for e in experiment_ids):
+            located = self._catalog.find_experiment(experiment_id)
+            if located is None or located[1].lifecycle_stage != LifecycleStage.ACTIVE:
+                continue
+            with _mlflow_errors(), located[0].read() as conn:
+                for name, digest, context in _db.dataset_summaries(conn, 1000 - len(summaries)):
+                    summaries.append(_DatasetSummary(experiment_id, name, digest, context))
+        return summaries[:1000]
 
     # --- logged models -------------------------------------------------------------------------
 
@@ -1112,3 +1128,13 @@ def _log_model_metrics(conn, run_id: str, metrics) -> None:
                 for m in linked
             ],
         )
+
+
+def _require_param_values(params) -> None:
+    """A param without a value is bad input (MLflow's SQL store fails on its NOT NULL column)."""
+    for param in params:
+        if param.value is None:
+            raise MlflowException(
+                f"Param {param.key!r} has no value (None); log a string, number or boolean.",
+                INVALID_PARAMETER_VALUE,
+            )
