@@ -253,8 +253,8 @@ def _unsupported(name: str):
     def method(self, *args, **kwargs):
         raise MlflowException(
             f"The Trackio tracking store does not support '{name}': it keeps experiments, runs, "
-            "params, tags, metrics, datasets and artifacts. Use a SQL tracking store for the "
-            "model registry, logged models, traces and GenAI features.",
+            "params, tags, metrics, datasets, artifacts and logged models. Use a SQL tracking "
+            "store for traces and GenAI features.",
             NOT_IMPLEMENTED,
         )
 
