@@ -19,11 +19,8 @@ import sys
 from pathlib import Path
 
 from mytracker.cli._common import UsageError, add_dir_option, data_dir, fail
-from mytracker.store._uri import store_uri
+from mytracker.store._uri import REGISTRY_FILE, store_uri
 
-# Next to the Trackio project files, but not named ``*.db``: Trackio lists every ``*.db`` in its
-# directory as a project, and the registry database is MLflow's, not an experiment.
-REGISTRY_FILE = "mlflow-registry.sqlite"
 ARTIFACTS_DIR = "mlflow-artifacts"
 
 

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from mytracker.store._store import TrackioStore
 
-__all__ = ["build_store", "register"]
+__all__ = ["build_registry_store", "build_store", "register"]
 
 
 def build_store(store_uri: str, artifact_uri: str | None = None) -> TrackioStore:
@@ -35,3 +35,29 @@ def register() -> None:
     from mytracker.store._uri import SCHEME
 
     utils._tracking_store_registry.register(SCHEME, build_store)
+    from mlflow.tracking._model_registry import utils as registry_utils
+
+    registry_utils._get_store_registry().register(SCHEME, build_registry_store)
+
+
+def build_registry_store(store_uri: str, tracking_uri: str | None = None):
+    """MLflow's model registry for a ``trackio://`` URI (MLflow calls this through the
+    ``mlflow.model_registry_store`` entry point): MLflow's own SQL registry store on
+    ``<data dir>/mlflow-registry.sqlite``, the file ``mytracker server`` uses too.
+
+    >>> store = build_registry_store("trackio:///tmp/trackio-data")  # doctest: +SKIP
+    """
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import INVALID_STATE
+    from mlflow.tracking._model_registry.utils import _get_sqlalchemy_store
+
+    from mytracker.store._uri import REGISTRY_FILE, data_dir_from_uri
+
+    data_dir = data_dir_from_uri(store_uri)
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise MlflowException(
+            f"Cannot create the Trackio data directory {data_dir}: {e}", INVALID_STATE
+        ) from e
+    return _get_sqlalchemy_store(f"sqlite:///{data_dir / REGISTRY_FILE}")

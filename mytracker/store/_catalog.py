@@ -36,6 +36,7 @@ class Catalog:
         self._pid = os.getpid()
         self._run_paths: dict[str, Path] = {}
         self._experiment_paths: dict[str, Path] = {}
+        self._model_paths: dict[str, Path] = {}
         self._broken_warned: set[Path] = set()
 
     # --- open files -----------------------------------------------------------------------------
@@ -195,3 +196,20 @@ class Catalog:
 
     def remember_run(self, run_id: str, path: Path) -> None:
         self._run_paths[run_id] = path
+
+    # --- logged models --------------------------------------------------------------------------
+
+    def locate_model(self, model_id: str, rescan: bool) -> ProjectDB | None:
+        """The file that holds the logged model: where it was last seen, or (rescan) wherever it
+        is now."""
+        path = None if rescan else self._model_paths.get(model_id)
+        if path is not None:
+            return self.db(path)
+        for db in self._project_dbs():
+            if db.has_logged_model(model_id):
+                self._model_paths[model_id] = db.path
+                return db
+        return None
+
+    def remember_model(self, model_id: str, path: Path) -> None:
+        self._model_paths[model_id] = path

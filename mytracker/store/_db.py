@@ -383,6 +383,12 @@ class ProjectDB:
                 is not None
             )
 
+    def has_logged_model(self, model_id: str) -> bool:
+        if not self._is_adopted():
+            return False
+        with self.read() as conn:
+            return has_logged_models_table(conn) and logged_model_row(conn, model_id) is not None
+
     def running_runs(self) -> list[tuple]:
         """(run_id, host, pid, process_start, last metric timestamp_ms) of RUNNING runs."""
         with self.read() as conn:
@@ -835,6 +841,261 @@ def link_traces(conn: sqlite3.Connection, run_id: str, trace_ids: list[str]) -> 
         "INSERT OR IGNORE INTO mlflow_trace_links VALUES (?, ?)",
         [(run_id, trace_id) for trace_id in trace_ids],
     )
+
+
+def dataset_summaries(conn: sqlite3.Connection, limit: int) -> list[tuple]:
+    """(name, digest, context or None) of the file's datasets, each distinct once."""
+    return conn.execute(
+        "SELECT DISTINCT d.name, d.digest, t.value FROM mlflow_datasets d "
+        "JOIN mlflow_inputs i ON i.dataset_uuid = d.dataset_uuid "
+        "LEFT JOIN mlflow_input_tags t ON t.input_uuid = i.input_uuid "
+        "AND t.name = 'mlflow.data.context' "
+        f"LIMIT {int(limit)}"
+    ).fetchall()
+
+
+# --- logged models (inside a transaction) --------------------------------------------------------
+
+LOGGED_MODEL_COLUMNS = (
+    "model_id", "experiment_id", "name", "artifact_location", "creation_timestamp_ms",
+    "last_updated_timestamp_ms", "status", "lifecycle_stage", "model_type", "source_run_id",
+    "status_message",
+)
+
+
+class LoggedModelRow(NamedTuple):
+    model_id: str
+    experiment_id: int
+    name: str
+    artifact_location: str
+    creation_timestamp_ms: int
+    last_updated_timestamp_ms: int
+    status: int
+    lifecycle_stage: str
+    model_type: str | None
+    source_run_id: str | None
+    status_message: str | None
+
+
+class ModelMetricRow(NamedTuple):
+    key: str
+    value: float | None
+    timestamp: int
+    step: int
+    run_id: str
+    dataset_name: str | None
+    dataset_digest: str | None
+
+
+@dataclass
+class LoggedModelRecord:
+    """Everything MLflow's LoggedModel entity holds, as stored."""
+
+    row: LoggedModelRow
+    tags: dict[str, str] = field(default_factory=dict)
+    params: dict[str, str] = field(default_factory=dict)
+    metrics: list[ModelMetricRow] = field(default_factory=list)
+
+
+def has_logged_models_table(conn: sqlite3.Connection) -> bool:
+    """False for a plain Trackio file, or a read-only one made before logged models."""
+    return (
+        conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'mlflow_logged_models'").fetchone()
+        is not None
+    )
+
+
+def logged_model_row(conn: sqlite3.Connection, model_id: str) -> LoggedModelRow | None:
+    row = conn.execute(
+        f"SELECT {', '.join(LOGGED_MODEL_COLUMNS)} FROM mlflow_logged_models WHERE model_id = ?",
+        (model_id,),
+    ).fetchone()
+    return None if row is None else LoggedModelRow(*row)
+
+
+def insert_logged_model(
+    conn: sqlite3.Connection, row: LoggedModelRow, tags: Iterable[tuple[str, str]],
+    params: Iterable[tuple[str, str]],
+) -> None:
+    conn.execute(
+        f"INSERT INTO mlflow_logged_models VALUES ({','.join('?' * len(LOGGED_MODEL_COLUMNS))})",
+        row,
+    )
+    insert_logged_model_params(conn, row.model_id, params)
+    set_logged_model_tags(conn, row.model_id, tags)
+
+
+def update_logged_model(conn: sqlite3.Connection, model_id: str, **fields: Any) -> None:
+    assignments = ", ".join(f"{column} = ?" for column in fields)
+    conn.execute(
+        f"UPDATE mlflow_logged_models SET {assignments} WHERE model_id = ?",
+        (*fields.values(), model_id),
+    )
+
+
+def insert_logged_model_params(
+    conn: sqlite3.Connection, model_id: str, params: Iterable[tuple[str, str]]
+) -> None:
+    """Raises sqlite3.IntegrityError for a key the model already has, as MLflow's SQL store."""
+    conn.executemany(
+        "INSERT INTO mlflow_logged_model_params VALUES (?, ?, ?)",
+        [(model_id, key, value) for key, value in params],
+    )
+
+
+def set_logged_model_tags(
+    conn: sqlite3.Connection, model_id: str, tags: Iterable[tuple[str, str]]
+) -> None:
+    conn.executemany(
+        "INSERT OR REPLACE INTO mlflow_logged_model_tags VALUES (?, ?, ?)",
+        [(model_id, key, value) for key, value in tags],
+    )
+
+
+def delete_logged_model_tag(conn: sqlite3.Connection, model_id: str, key: str) -> bool:
+    return conn.execute(
+        "DELETE FROM mlflow_logged_model_tags WHERE model_id = ? AND key = ?", (model_id, key)
+    ).rowcount > 0
+
+
+def run_tags(conn: sqlite3.Connection, run_id: str, keys: Sequence[str]) -> dict[str, str]:
+    marks = ",".join("?" * len(keys))
+    return dict(
+        conn.execute(
+            f"SELECT key, value FROM mlflow_tags WHERE run_id = ? AND key IN ({marks})",
+            (run_id, *keys),
+        )
+    )
+
+
+def insert_logged_model_metrics(conn: sqlite3.Connection, run_id: str, rows: list[tuple]) -> None:
+    """rows: (model_id, key, timestamp, step, value, dataset_name, dataset_digest); a point
+    already stored for the model, key, timestamp, step and run is kept."""
+    conn.executemany(
+        "INSERT OR IGNORE INTO mlflow_logged_model_metrics "
+        "(model_id, key, timestamp, step, run_id, value, dataset_name, dataset_digest) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        [(m, k, t, s, run_id, v, dn, dd) for m, k, t, s, v, dn, dd in rows],
+    )
+
+
+def load_logged_models(
+    conn: sqlite3.Connection, model_ids: Sequence[str]
+) -> dict[str, LoggedModelRecord]:
+    models: dict[str, LoggedModelRecord] = {}
+    for chunk in _chunks(list(model_ids), 500):
+        marks = ",".join("?" * len(chunk))
+        for row in conn.execute(
+            f"SELECT {', '.join(LOGGED_MODEL_COLUMNS)} FROM mlflow_logged_models "
+            f"WHERE model_id IN ({marks})",
+            chunk,
+        ):
+            models[row[0]] = LoggedModelRecord(LoggedModelRow(*row))
+        for table, attribute in (
+            ("mlflow_logged_model_tags", "tags"), ("mlflow_logged_model_params", "params")
+        ):
+            for model_id, key, value in conn.execute(
+                f"SELECT model_id, key, value FROM {table} WHERE model_id IN ({marks})", chunk
+            ):
+                getattr(models[model_id], attribute)[key] = value
+        for model_id, *metric in conn.execute(
+            "SELECT model_id, key, value, timestamp, step, run_id, dataset_name, dataset_digest "
+            f"FROM mlflow_logged_model_metrics WHERE model_id IN ({marks}) "
+            "ORDER BY model_id, key, timestamp, step, run_id",
+            chunk,
+        ):
+            if model_id in models:
+                models[model_id].metrics.append(ModelMetricRow(*metric))
+    return models
+
+
+def _model_compare(column: str, comparator: str, value: Any) -> tuple[str, list]:
+    if comparator in ("IN", "NOT IN"):
+        values = list(value)
+        return f"{column} {comparator} ({','.join('?' * len(values))})", values
+    if comparator == "ILIKE":
+        return f"lower({column}) LIKE lower(?)", [value]
+    if comparator not in ("=", "!=", "<", "<=", ">", ">=", "LIKE"):
+        raise ValueError(f"unsupported comparator {comparator!r}")
+    return f"{column} {comparator} ?", [value]
+
+
+def search_logged_models(
+    conn: sqlite3.Connection,
+    clauses: Sequence[tuple[str, str, str, Any]],
+    datasets: Sequence[tuple[str, str | None]],
+    metric_orders: Sequence[tuple[str, str | None, str | None]],
+) -> list[tuple[LoggedModelRow, tuple]]:
+    """The file's models (not deleted) matching every clause, with the latest value of each
+    ordering metric (None when missing), with MLflow's SQL-store semantics.
+
+    clauses: (kind, key, comparator, value), kind one of "attributes", "metrics", "params",
+    "tags" (attribute keys are column names, checked by the caller). datasets: (name, digest
+    or None) of which a metric must have one. metric_orders: (key, dataset_name, dataset_digest).
+    """
+    if not has_logged_models_table(conn):
+        return []
+    dataset_sql, dataset_args = [], []
+    for name, digest in datasets:
+        if digest is None:
+            dataset_sql.append("e.dataset_name = ?")
+            dataset_args.append(name)
+        else:
+            dataset_sql.append("(e.dataset_name = ? AND e.dataset_digest = ?)")
+            dataset_args += [name, digest]
+    any_dataset = f"({' OR '.join(dataset_sql)})" if dataset_sql else None
+    where, args = ["m.lifecycle_stage != 'deleted'"], []
+    has_metric_clause = False
+    for kind, key, comparator, value in clauses:
+        if kind == "attributes":
+            sql, clause_args = _model_compare(f"m.{key}", comparator, value)
+            where.append(sql)
+            args += clause_args
+            continue
+        table = {
+            "metrics": "mlflow_logged_model_metrics", "params": "mlflow_logged_model_params",
+            "tags": "mlflow_logged_model_tags",
+        }[kind]
+        sql, clause_args = _model_compare("e.value", comparator, value)
+        extra = ""
+        if kind == "metrics":
+            has_metric_clause = True
+            if any_dataset:
+                extra = f" AND {any_dataset}"
+                clause_args = clause_args + dataset_args
+        where.append(
+            f"EXISTS (SELECT 1 FROM {table} e WHERE e.model_id = m.model_id AND e.key = ? "
+            f"AND {sql}{extra})"
+        )
+        args += [key, *clause_args]
+    if any_dataset and not has_metric_clause:
+        where.append(
+            "EXISTS (SELECT 1 FROM mlflow_logged_model_metrics e WHERE e.model_id = m.model_id "
+            f"AND {any_dataset})"
+        )
+        args += dataset_args
+    columns = [f"m.{c}" for c in LOGGED_MODEL_COLUMNS]
+    order_args: list[Any] = []
+    for key, dataset_name, dataset_digest in metric_orders:
+        # The latest value: newest timestamp, then highest step, then the first run id.
+        conditions, condition_args = ["e.model_id = m.model_id", "e.key = ?"], [key]
+        if dataset_name:
+            conditions.append("e.dataset_name = ?")
+            condition_args.append(dataset_name)
+        if dataset_digest:
+            conditions.append("e.dataset_digest = ?")
+            condition_args.append(dataset_digest)
+        columns.append(
+            f"(SELECT e.value FROM mlflow_logged_model_metrics e WHERE {' AND '.join(conditions)} "
+            "ORDER BY e.timestamp DESC, e.step DESC, e.run_id ASC LIMIT 1)"
+        )
+        order_args += condition_args
+    sql = f"SELECT {', '.join(columns)} FROM mlflow_logged_models m WHERE {' AND '.join(where)}"
+    width = len(LOGGED_MODEL_COLUMNS)
+    return [
+        (LoggedModelRow(*row[:width]), tuple(row[width:]))
+        for row in conn.execute(sql, (*order_args, *args))
+    ]
 
 
 def _filter_sql(kind: str, key: str, comparator: str, value: Any) -> tuple[str, list]:

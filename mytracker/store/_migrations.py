@@ -88,6 +88,39 @@ MIGRATIONS: list[tuple[str, str]] = [
         );
         """,
     ),
+    (
+        "0004_logged_models",
+        # MLflow 3's LoggedModels, with the columns of MLflow's SQL store (status as its integer).
+        """
+        CREATE TABLE mlflow_logged_models (
+            model_id TEXT PRIMARY KEY,
+            experiment_id INTEGER NOT NULL,
+            name TEXT NOT NULL,
+            artifact_location TEXT NOT NULL,
+            creation_timestamp_ms INTEGER NOT NULL,
+            last_updated_timestamp_ms INTEGER NOT NULL,
+            status INTEGER NOT NULL,
+            lifecycle_stage TEXT NOT NULL,
+            model_type TEXT,
+            source_run_id TEXT,
+            status_message TEXT
+        );
+        CREATE TABLE mlflow_logged_model_tags (
+            model_id TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,
+            PRIMARY KEY (model_id, key)
+        ) WITHOUT ROWID;
+        CREATE TABLE mlflow_logged_model_params (
+            model_id TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,
+            PRIMARY KEY (model_id, key)
+        ) WITHOUT ROWID;
+        CREATE TABLE mlflow_logged_model_metrics (
+            model_id TEXT NOT NULL, key TEXT NOT NULL, timestamp INTEGER NOT NULL,
+            step INTEGER NOT NULL, run_id TEXT NOT NULL, value REAL,
+            dataset_uuid TEXT, dataset_name TEXT, dataset_digest TEXT,
+            PRIMARY KEY (model_id, key, timestamp, step, run_id)
+        ) WITHOUT ROWID;
+        """,
+    ),
 ]
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import atexit
 import functools
 import inspect
+import json
 import logging
 import math
 import os
@@ -39,9 +40,12 @@ from mlflow.entities import (
     RunTag,
     ViewType,
 )
+from mlflow.entities.logged_model import LoggedModel
 from mlflow.entities.logged_model_output import LoggedModelOutput
+from mlflow.entities.logged_model_status import LoggedModelStatus
 from mlflow.entities.run_outputs import RunOutputs
 from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import BAD_REQUEST
 from mlflow.protos.databricks_pb2 import (
     INVALID_PARAMETER_VALUE,
     INVALID_STATE,
@@ -50,8 +54,10 @@ from mlflow.protos.databricks_pb2 import (
     RESOURCE_DOES_NOT_EXIST,
 )
 from mlflow.store.entities.paged_list import PagedList
+from mlflow.store.tracking import SEARCH_LOGGED_MODEL_MAX_RESULTS_DEFAULT
 from mlflow.store.tracking import SEARCH_MAX_RESULTS_DEFAULT, SEARCH_MAX_RESULTS_THRESHOLD
 from mlflow.store.tracking.abstract_store import AbstractStore
+from mlflow.utils.mlflow_tags import MLFLOW_LOGGED_MODELS
 from mlflow.utils.mlflow_tags import MLFLOW_RUN_NAME
 from mlflow.utils.name_utils import _generate_random_name
 from mlflow.utils.search_utils import SearchExperimentsUtils, SearchUtils
@@ -63,6 +69,7 @@ from mlflow.utils.validation import (
     _validate_experiment_artifact_location_length,
     _validate_experiment_name,
     _validate_experiment_tag,
+    _validate_logged_model_name,
     _validate_param,
     _validate_param_keys_unique,
     _validate_run_id,
@@ -72,12 +79,14 @@ from mlflow.utils.validation import (
 from mytracker.store import _dashboard, _db, _metrics
 from mytracker.store._catalog import Catalog
 from mytracker.store._db import DatabaseError, DatasetInputRow, ExperimentRow, ProjectDB, RunRecord
+from mytracker.store._trackio import clamped
 from mytracker.store._uri import data_dir_from_uri
 
 _logger = logging.getLogger(__name__)
 
 DEFAULT_EXPERIMENT_ID = "0"
 _ARTIFACTS_FOLDER = "artifacts"
+_MODELS_FOLDER = "models"
 _DATASET_FIELDS = ("name", "digest", "source_type", "source", "schema", "profile")
 _STRING_ATTRIBUTES = {"run_id", "run_name", "status", "user_id", "artifact_uri", "lifecycle_stage"}
 # MLflow's own schema holds a run name in a VARCHAR(250) (`runs.name`); Trackio copies the name
@@ -240,7 +249,6 @@ _INHERITED_OK = {
 }
 # Listing calls that MLflow's UI and server make: an empty answer, not an error.
 _EMPTY_LISTINGS = {
-    "search_logged_models": lambda *a, **k: PagedList([], None),
     "search_traces": lambda *a, **k: ([], None),
     "search_datasets": lambda *a, **k: PagedList([], None),
     "list_scorers": lambda *a, **k: [],
@@ -257,8 +265,8 @@ def _unsupported(name: str):
     def method(self, *args, **kwargs):
         raise MlflowException(
             f"The Trackio tracking store does not support '{name}': it keeps experiments, runs, "
-            "params, tags, metrics, datasets and artifacts. Use a SQL tracking store for the "
-            "model registry, logged models, traces and GenAI features.",
+            "params, tags, metrics, datasets, artifacts and logged models. Use a SQL tracking "
+            "store for traces and GenAI features.",
             NOT_IMPLEMENTED,
         )
 
@@ -613,6 +621,7 @@ class TrackioStore(AbstractStore):
         _validate_batch_log_limits(metrics, params, tags)
         columns = _metrics.metric_columns(metrics)
         params = [_validate_param(p.key, p.value, path=f"params[{i}]") for i, p in enumerate(params)]
+        _require_param_values(params)
         tags = [_validate_tag(t.key, t.value, path=f"tags[{i}]") for i, t in enumerate(tags)]
         _validate_param_keys_unique(params)
         new_name = next((t.value for t in reversed(tags) if t.key == MLFLOW_RUN_NAME), None)
@@ -622,6 +631,7 @@ class TrackioStore(AbstractStore):
                 self._log_params(conn, run_id, params)
             if columns[0]:
                 _metrics.log_metrics(conn, run_id, state.name, columns)
+                _log_model_metrics(conn, run_id, metrics)
             if tags:
                 if new_name:
                     _db.update_run(conn, run_id, name=new_name)
@@ -818,6 +828,253 @@ class TrackioStore(AbstractStore):
         runs = [self._to_run(experiment_id, loaded[row.run_id]) for row, _, experiment_id in page]
         return runs, token
 
+    def _search_datasets(self, experiment_ids):
+        """The dataset summaries of the experiments (MLflow UI's experiment page): each dataset
+        with each context it was used in, at most 1,000, as MLflow's SQL store answers."""
+        from mlflow.entities.dataset_summary import _DatasetSummary
+
+        summaries = []
+        for experiment_id in dict.fromkeys(str(_parse_experiment_id(e)) for e in experiment_ids):
+            located = self._catalog.find_experiment(experiment_id)
+            if located is None or located[1].lifecycle_stage != LifecycleStage.ACTIVE:
+                continue
+            with _mlflow_errors(), located[0].read() as conn:
+                for name, digest, context in _db.dataset_summaries(conn, 1000 - len(summaries)):
+                    summaries.append(_DatasetSummary(experiment_id, name, digest, context))
+        return summaries[:1000]
+
+    # --- logged models -------------------------------------------------------------------------
+
+    @contextmanager
+    def _model_tx(self, model_id: str, write: bool = True):
+        """The logged model's database, an open transaction and its `_db.LoggedModelRow`."""
+        for rescan in (False, True):
+            db = self._catalog.locate_model(str(model_id), rescan)
+            if db is None:
+                break
+            with db.write() if write else db.read() as conn:
+                row = _db.logged_model_row(conn, model_id) if _db.has_logged_models_table(conn) else None
+                if row is None:
+                    continue
+                yield db, conn, row
+                return
+        raise MlflowException(
+            f"Logged model with ID '{model_id}' not found.", RESOURCE_DOES_NOT_EXIST
+        )
+
+    @staticmethod
+    def _to_logged_model(record: _db.LoggedModelRecord) -> LoggedModel:
+        row = record.row
+        metrics = [
+            Metric(
+                m.key, m.value, m.timestamp, m.step, model_id=row.model_id,
+                dataset_name=m.dataset_name, dataset_digest=m.dataset_digest, run_id=m.run_id,
+            )
+            for m in record.metrics
+        ]
+        return LoggedModel(
+            experiment_id=str(row.experiment_id),
+            model_id=row.model_id,
+            name=row.name,
+            artifact_location=row.artifact_location,
+            creation_timestamp=row.creation_timestamp_ms,
+            last_updated_timestamp=row.last_updated_timestamp_ms,
+            model_type=row.model_type,
+            source_run_id=row.source_run_id,
+            status=LoggedModelStatus.from_int(row.status),
+            status_message=row.status_message,
+            tags=record.tags or None,
+            params=record.params or None,
+            metrics=metrics or None,
+        )
+
+    def _load_logged_model(self, conn, model_id: str) -> LoggedModel:
+        return self._to_logged_model(_db.load_logged_models(conn, [model_id])[model_id])
+
+    def create_logged_model(
+        self, experiment_id, name=None, source_run_id=None, tags=None, params=None, model_type=None
+    ):
+        _validate_logged_model_name(name)
+        db, experiment = self._experiment(_parse_experiment_id(experiment_id))
+        _require_active("experiment", experiment.experiment_id, experiment.lifecycle_stage)
+        # MLflow's id form; the artifacts go under the experiment's artifact location, which for
+        # a local store is inside the project's Files view.
+        model_id = f"m-{uuid.uuid4().hex}"
+        now = get_current_time_millis()
+        row = _db.LoggedModelRow(
+            model_id=model_id,
+            experiment_id=int(experiment.experiment_id),
+            name=name or _generate_random_name(),
+            artifact_location=append_to_uri_path(
+                experiment.artifact_location, _MODELS_FOLDER, model_id, _ARTIFACTS_FOLDER
+            ),
+            creation_timestamp_ms=now,
+            last_updated_timestamp_ms=now,
+            status=LoggedModelStatus.PENDING.to_int(),
+            lifecycle_stage=LifecycleStage.ACTIVE,
+            model_type=model_type,
+            source_run_id=source_run_id,
+            status_message=None,
+        )
+        params = [(p.key, p.value) for p in params or []]
+        _require_unique_model_params(model_id, [key for key, _ in params])
+        with db.write() as conn:
+            _db.insert_logged_model(conn, row, [(t.key, t.value) for t in tags or []], params)
+            model = self._load_logged_model(conn, model_id)
+        self._catalog.remember_model(model_id, db.path)
+        return model
+
+    def get_logged_model(self, model_id, allow_deleted=False):
+        with self._model_tx(model_id, write=False) as (_, conn, row):
+            if not allow_deleted and row.lifecycle_stage == LifecycleStage.DELETED:
+                raise MlflowException(
+                    f"Logged model with ID '{model_id}' not found.", RESOURCE_DOES_NOT_EXIST
+                )
+            return self._load_logged_model(conn, model_id)
+
+    def finalize_logged_model(self, model_id, status):
+        with self._model_tx(model_id) as (_, conn, _):
+            _db.update_logged_model(
+                conn, model_id, status=status.to_int(),
+                last_updated_timestamp_ms=get_current_time_millis(),
+            )
+            return self._load_logged_model(conn, model_id)
+
+    def delete_logged_model(self, model_id):
+        with self._model_tx(model_id) as (_, conn, _):
+            _db.update_logged_model(
+                conn, model_id, lifecycle_stage=LifecycleStage.DELETED,
+                last_updated_timestamp_ms=get_current_time_millis(),
+            )
+
+    def set_logged_model_tags(self, model_id, tags):
+        with self._model_tx(model_id) as (_, conn, _):
+            # A repeated key in one call keeps its last value, as in MLflow.
+            _db.set_logged_model_tags(conn, model_id, {t.key: t.value for t in tags}.items())
+
+    def delete_logged_model_tag(self, model_id, key):
+        with self._model_tx(model_id) as (_, conn, _):
+            if not _db.delete_logged_model_tag(conn, model_id, key):
+                raise MlflowException(
+                    f"No tag with key {key!r} found for model with ID {model_id!r}.",
+                    RESOURCE_DOES_NOT_EXIST,
+                )
+
+    def log_logged_model_params(self, model_id, params):
+        params = [(p.key, p.value) for p in params]
+        with self._model_tx(model_id) as (_, conn, _):
+            keys = [key for key, _ in params]
+            loaded = _db.load_logged_models(conn, [model_id])[model_id]
+            _require_unique_model_params(model_id, keys, existing=loaded.params)
+            _db.insert_logged_model_params(conn, model_id, params)
+
+    def record_logged_model(self, run_id, mlflow_model):
+        """The run's legacy ``mlflow.log-model.history`` tag, as MLflow's SQL store keeps it."""
+        from mlflow.models import Model
+
+        if not isinstance(mlflow_model, Model):
+            raise TypeError(
+                f"Argument 'mlflow_model' should be mlflow.models.Model, got '{type(mlflow_model)}'"
+            )
+        model_dict = mlflow_model.get_tags_dict()
+        with self._run_tx(run_id) as (_, conn, _):
+            previous = _db.run_tags(conn, run_id, [MLFLOW_LOGGED_MODELS]).get(MLFLOW_LOGGED_MODELS)
+            value = json.dumps((json.loads(previous) if previous else []) + [model_dict])
+            _validate_tag(MLFLOW_LOGGED_MODELS, value)
+            _db.set_tags(conn, run_id, [(MLFLOW_LOGGED_MODELS, value)])
+            _dashboard.refresh_config(conn, run_id)
+
+    def search_logged_models(
+        self, experiment_ids, filter_string=None, datasets=None, max_results=None, order_by=None,
+        page_token=None,
+    ):
+        from mlflow.utils.search_logged_model_utils import EntityType, parse_filter_string
+        from mlflow.utils.search_utils import SearchLoggedModelsPaginationToken
+
+        if datasets and not all(d.get("dataset_name") for d in datasets):
+            raise MlflowException(
+                "`dataset_name` in the `datasets` clause must be specified.",
+                INVALID_PARAMETER_VALUE,
+            )
+        if page_token:
+            token = SearchLoggedModelsPaginationToken.decode(page_token)
+            token.validate(experiment_ids, filter_string, order_by)
+            offset = token.offset
+        else:
+            offset = 0
+        max_results = max_results or SEARCH_LOGGED_MODEL_MAX_RESULTS_DEFAULT
+        clauses = []
+        for comparison in parse_filter_string(filter_string):
+            kind, key = comparison.entity.type, comparison.entity.key
+            if kind == EntityType.ATTRIBUTE and key not in _db.LOGGED_MODEL_COLUMNS:
+                raise MlflowException.invalid_parameter_value(
+                    f"Invalid attribute key '{key}' in filter string: {filter_string!r}."
+                )
+            clauses.append((kind.value, key, comparison.op, comparison.value))
+        dataset_filters = [(d["dataset_name"], d.get("dataset_digest")) for d in datasets or []]
+        orders, metric_orders = [], []  # (attribute column or None, ascending, metric index)
+        for ob in order_by or []:
+            field_name = ob.get("field_name")
+            ascending = ob.get("ascending", True)
+            if "." not in field_name:
+                column = _LOGGED_MODEL_ALIASES.get(field_name, field_name)
+                if column not in _db.LOGGED_MODEL_COLUMNS:
+                    raise MlflowException.invalid_parameter_value(
+                        f"Invalid order by field name: {field_name}",
+                        error_class="ATTRIBUTE_NOT_FOUND",
+                    )
+                orders.append((column, ascending, None))
+                continue
+            entity, name = field_name.split(".", 1)
+            if entity != "metrics":
+                raise MlflowException.invalid_parameter_value(
+                    f"Invalid order by field name: {field_name}. Only metrics are supported."
+                )
+            orders.append((None, ascending, len(metric_orders)))
+            metric_orders.append((name, ob.get("dataset_name"), ob.get("dataset_digest")))
+
+        found: list[tuple[_db.LoggedModelRow, tuple, ProjectDB]] = []
+        for experiment_id in dict.fromkeys(str(_parse_experiment_id(e)) for e in experiment_ids):
+            located = self._catalog.find_experiment(experiment_id)
+            if located is None:
+                continue
+            db = located[0]
+            with db.read() as conn:
+                rows = _db.search_logged_models(conn, clauses, dataset_filters, metric_orders)
+            found.extend((row, values, db) for row, values in rows)
+
+        # MLflow's SQL order: each key with missing values last, then creation time descending
+        # and model id unless ordered by them. Stable sorts, the last key first.
+        columns = [column for column, _, _ in orders]
+        if "model_id" not in columns:
+            found.sort(key=lambda item: item[0].model_id)
+        if "creation_timestamp_ms" not in columns:
+            found.sort(key=lambda item: item[0].creation_timestamp_ms, reverse=True)
+        for column, ascending, metric in reversed(orders):
+            def value(item, column=column, metric=metric):
+                return getattr(item[0], column) if metric is None else item[1][metric]
+
+            present = [item for item in found if value(item) is not None]
+            missing = [item for item in found if value(item) is None]
+            present.sort(key=value, reverse=not ascending)
+            found = present + missing
+
+        page = found[offset : offset + max_results]
+        token = None
+        if len(found) > offset + max_results:
+            token = SearchLoggedModelsPaginationToken(
+                offset=offset + max_results, experiment_ids=experiment_ids,
+                filter_string=filter_string, order_by=order_by,
+            ).encode()
+        by_db: dict[Path, list[str]] = {}
+        for row, _, db in page:
+            by_db.setdefault(db.path, []).append(row.model_id)
+        loaded = {}
+        for path, model_ids in by_db.items():
+            with self._catalog.db(path).read() as conn:
+                loaded.update(_db.load_logged_models(conn, model_ids))
+        return PagedList([self._to_logged_model(loaded[row.model_id]) for row, _, _ in page], token)
+
 
 class _NumericIdExperiment:
     """Sort view of an experiment whose id compares as the integer it is."""
@@ -853,3 +1110,46 @@ def _validate_max_results(max_results, allow_null=False) -> None:
             f"most {SEARCH_MAX_RESULTS_THRESHOLD}",
             INVALID_PARAMETER_VALUE,
         )
+
+
+_LOGGED_MODEL_ALIASES = {
+    "creation_time": "creation_timestamp_ms",
+    "creation_timestamp": "creation_timestamp_ms",
+    "last_updated_timestamp": "last_updated_timestamp_ms",
+}
+
+
+def _require_unique_model_params(model_id: str, keys: list[str], existing=()) -> None:
+    """MLflow's SQL store refuses a second value for a logged model's param (BAD_REQUEST)."""
+    seen = set(existing)
+    for key in keys:
+        if key in seen:
+            raise MlflowException(
+                f"The logged model {model_id} already has a param with key {key!r}.", BAD_REQUEST
+            )
+        seen.add(key)
+
+
+def _log_model_metrics(conn, run_id: str, metrics) -> None:
+    """Metrics linked to a logged model are also the model's, stored as MLflow's SQL store
+    stores them (NaN as 0, infinities as the largest doubles) in the run's project file."""
+    linked = [m for m in metrics if m.model_id is not None]
+    if linked:
+        _db.insert_logged_model_metrics(
+            conn, run_id,
+            [
+                (m.model_id, m.key, m.timestamp, m.step, clamped(float(m.value)),
+                 m.dataset_name, m.dataset_digest)
+                for m in linked
+            ],
+        )
+
+
+def _require_param_values(params) -> None:
+    """A param without a value is bad input (MLflow's SQL store fails on its NOT NULL column)."""
+    for param in params:
+        if param.value is None:
+            raise MlflowException(
+                f"Param {param.key!r} has no value (None); log a string, number or boolean.",
+                INVALID_PARAMETER_VALUE,
+            )

@@ -8,6 +8,11 @@ from urllib.parse import urlparse
 
 SCHEME = "trackio"
 
+# MLflow's model registry of a data directory: MLflow's own SQL registry store on this file, next
+# to the Trackio project files but not named ``*.db`` (Trackio lists every ``*.db`` in its
+# directory as a project, and the registry database is MLflow's, not an experiment).
+REGISTRY_FILE = "mlflow-registry.sqlite"
+
 URI_FORMS = (
     "'trackio://' (Trackio's default data directory: $TRACKIO_DIR, else $HF_HOME/trackio) or "
     "'trackio:///absolute/path/to/dir'"

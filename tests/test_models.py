@@ -1,0 +1,426 @@
+"""MLflow 3's LoggedModels on trackio://: the store's answers against MLflow's own SQLite store,
+and the round trips a user makes (log a model, load it back, search, register)."""
+
+import json
+import re
+import subprocess
+import sys
+import time
+import warnings
+
+import mlflow
+import numpy as np
+import pytest
+from mlflow import MlflowClient
+from mlflow.entities import LoggedModelStatus, Metric
+from mlflow.exceptions import MlflowException
+
+T0 = 1_700_000_000_000
+
+
+# --- differential: the LoggedModel methods answer as MLflow's SQLite store --------------------
+
+
+class Recorder:
+    def __init__(self, uri):
+        self.client = MlflowClient(tracking_uri=uri)
+        self.store = self.client._tracking_client.store
+        self.models: dict[str, int] = {}
+        self.runs: dict[str, int] = {}
+        self.log: list = []
+
+    def call(self, label, fn, *args, **kwargs):
+        try:
+            result = fn(*args, **kwargs)
+        except MlflowException as e:
+            self.log.append((label, "error", e.error_code))
+            return None
+        self.log.append((label, self.normalize(result)))
+        return result
+
+    def mid(self, i):
+        return next(m for m, n in self.models.items() if n == i)
+
+    def normalize(self, obj):
+        from mlflow.entities import LoggedModel
+        from mlflow.store.entities.paged_list import PagedList
+
+        if isinstance(obj, PagedList):
+            return [self.normalize(x) for x in obj], obj.token is not None
+        if isinstance(obj, list):
+            return [self.normalize(x) for x in obj]
+        if isinstance(obj, LoggedModel):
+            return (
+                self.models.get(obj.model_id, "?"), obj.experiment_id, obj.name,
+                obj.artifact_location.endswith(f"/models/{obj.model_id}/artifacts"),
+                obj.status, obj.model_type, self.runs.get(obj.source_run_id, obj.source_run_id),
+                obj.status_message, sorted(obj.tags.items()), sorted(obj.params.items()),
+                sorted(
+                    (m.key, m.value, m.timestamp, m.step, self.runs.get(m.run_id), m.dataset_name,
+                     m.dataset_digest, self.models.get(m.model_id))
+                    for m in obj.metrics or []
+                ),
+            )
+        return obj
+
+
+def model_scenario(uri):
+    r = Recorder(uri)
+    c, s = r.client, r.store
+    exp = c.create_experiment("models")
+    other = c.create_experiment("other")
+    run = c.create_run(exp)
+    r.runs[run.info.run_id] = 0
+
+    def create(i, experiment_id, **kwargs):
+        time.sleep(0.005)  # distinct creation times: ties are ordered by the (random) model id
+        model = r.call(f"create {i}", s.create_logged_model, experiment_id, **kwargs)
+        if model is not None:
+            r.models[model.model_id] = i
+            r.log[-1] = (f"create {i}", r.normalize(model))
+        return model
+
+    create(0, exp, name="alpha", source_run_id=run.info.run_id, model_type="sklearn",
+           tags=[_tag("team", "a"), _tag("stage", "dev")], params=[_param("lr", "0.1")])
+    create(1, exp, name="beta", params=[_param("lr", "0.01"), _param("depth", "3")])
+    create(2, other, name="gamma", tags=[_tag("team", "b")])
+    create(3, exp, name="delta")
+    unsearched = c.create_experiment("unsearched")
+    create(4, unsearched)  # a generated name
+    r.log[-1] = (r.log[-1][0], r.log[-1][1][:2] + r.log[-1][1][3:])
+    for bad in ("a/b", "a.b", "", "a:b", "it's"):
+        r.call(f"create bad name {bad!r}", s.create_logged_model, exp, name=bad)
+    r.call("create in missing experiment", s.create_logged_model, "12345")
+    r.call("create in bad experiment id", s.create_logged_model, "abc")
+    m0, m1, m2, m3 = (r.mid(i) for i in range(4))
+
+    r.call("get", s.get_logged_model, m0)
+    r.call("get missing", s.get_logged_model, "m-" + "0" * 32)
+    r.call("get run id", s.get_logged_model, run.info.run_id)
+    r.call("finalize", s.finalize_logged_model, m0, LoggedModelStatus.READY)
+    r.call("finalize failed", s.finalize_logged_model, m1, LoggedModelStatus.FAILED)
+    r.call("finalize missing", s.finalize_logged_model, "m-missing", LoggedModelStatus.READY)
+    r.call("set tags", s.set_logged_model_tags, m1, [_tag("x", "1"), _tag("x", "2"), _tag("y", "")])
+    r.call("overwrite tag", s.set_logged_model_tags, m1, [_tag("y", "3")])
+    r.call("set tags missing", s.set_logged_model_tags, "m-missing", [_tag("x", "1")])
+    r.call("get after tags", s.get_logged_model, m1)
+    r.call("delete tag", s.delete_logged_model_tag, m1, "x")
+    r.call("delete tag again", s.delete_logged_model_tag, m1, "x")
+    r.call("delete tag missing model", s.delete_logged_model_tag, "m-missing", "x")
+    r.call("log params", s.log_logged_model_params, m3, [_param("p", "1"), _param("q", "2")])
+    r.call("log params missing", s.log_logged_model_params, "m-missing", [_param("p", "1")])
+    r.call("get params", s.get_logged_model, m3)
+
+    # Metrics linked to models through the run.
+    c.log_batch(run.info.run_id, metrics=[
+        Metric("acc", 0.9, T0, 0, model_id=m0, dataset_name="ds", dataset_digest="d1"),
+        Metric("acc", 0.95, T0 + 1, 1, model_id=m0, dataset_name="ds", dataset_digest="d1"),
+        Metric("acc", 0.7, T0, 0, model_id=m1, dataset_name="other", dataset_digest="d2"),
+        Metric("loss", float("inf"), T0, 0, model_id=m1),
+        Metric("loss", float("nan"), T0, 1, model_id=m3),
+        Metric("plain", 1.0, T0, 0),
+    ])
+    c.log_batch(run.info.run_id, metrics=[  # the same point again
+        Metric("acc", 0.9, T0, 0, model_id=m0, dataset_name="ds", dataset_digest="d1")
+    ])
+    r.call("get with metrics", s.get_logged_model, m0)
+    r.call("get with inf metric", s.get_logged_model, m1)
+
+    def search(label, experiment_ids, **kwargs):
+        r.call(f"search {label}", s.search_logged_models, experiment_ids, **kwargs)
+
+    search("all", [exp, other])
+    search("one", [other])
+    search("missing experiment", ["999"])
+    search("name", [exp], filter_string="name = 'alpha'")
+    search("name like", [exp], filter_string="name LIKE 'a%'")
+    search("name ilike", [exp], filter_string="name ILIKE 'ALP%'")
+    search("name in", [exp], filter_string="name IN ('alpha', 'beta')")
+    search("name not in", [exp], filter_string="name NOT IN ('alpha')")
+    search("model_type", [exp], filter_string="model_type = 'sklearn'")
+    search("source run", [exp], filter_string=f"source_run_id = '{run.info.run_id}'")
+    search("param", [exp], filter_string="params.lr = '0.01'")
+    search("param like", [exp], filter_string="params.lr LIKE '0.%'")
+    search("tag", [exp, other], filter_string="tags.team != 'a'")
+    search("metric", [exp], filter_string="metrics.acc > 0.8")
+    search("metric and param", [exp], filter_string="metrics.acc >= 0.7 AND params.lr = '0.1'")
+    search("metric and dataset", [exp], filter_string="metrics.acc > 0",
+           datasets=[{"dataset_name": "other"}])
+    search("dataset only", [exp], datasets=[{"dataset_name": "ds", "dataset_digest": "d1"}])
+    search("dataset without name", [exp], datasets=[{"dataset_digest": "d1"}])
+    search("creation time", [exp], filter_string="creation_time > 0")
+    search("bad op", [exp], filter_string="metrics.acc LIKE '1'")
+    search("bad string op", [exp], filter_string="name > 'a'")
+    search("bad entity", [exp], filter_string="foo.bar = 'a'")
+    search("bad filter", [exp], filter_string="name = 'a' OR name = 'b'")
+    search("order name", [exp], order_by=[{"field_name": "name"}])
+    search("order name desc", [exp], order_by=[{"field_name": "name", "ascending": False}])
+    search("order metric", [exp], order_by=[{"field_name": "metrics.acc", "ascending": False}])
+    search("order metric asc", [exp], order_by=[{"field_name": "metrics.acc"}])
+    search("order metric dataset", [exp],
+           order_by=[{"field_name": "metrics.acc", "dataset_name": "other"}])
+    search("order model_type", [exp], order_by=[{"field_name": "model_type"}])
+    search("order bad field", [exp], order_by=[{"field_name": "nope"}])
+    search("order param", [exp], order_by=[{"field_name": "params.lr"}])
+
+    page = r.call("page 1", s.search_logged_models, [exp], max_results=2,
+                  order_by=[{"field_name": "name"}])
+    page2 = r.call("page 2", s.search_logged_models, [exp], max_results=2,
+                   order_by=[{"field_name": "name"}], page_token=page.token)
+    r.call("page 2 other filter", s.search_logged_models, [exp], max_results=2,
+           filter_string="name = 'x'", page_token=page.token)
+    assert page2 is not None
+
+    r.call("delete", s.delete_logged_model, m1)
+    r.call("get deleted", s.get_logged_model, m1)
+    r.log.append(("get deleted allowed", r.normalize(s.get_logged_model(m1, allow_deleted=True))[:2]))
+    search("after delete", [exp])
+    r.call("delete again", s.delete_logged_model, m1)
+    r.call("delete missing", s.delete_logged_model, "m-missing")
+    r.call("finalize deleted", s.finalize_logged_model, m1, LoggedModelStatus.READY)
+
+    c.delete_experiment(other)
+    r.call("create in deleted experiment", s.create_logged_model, other)
+    search("deleted experiment", [other])
+
+    # The legacy model history tag of a run.
+    from mlflow.models import Model
+
+    for path in ("first", "second"):
+        s.record_logged_model(run.info.run_id, Model(artifact_path=path, run_id=run.info.run_id))
+    history = json.loads(c.get_run(run.info.run_id).data.tags["mlflow.log-model.history"])
+    r.log.append(("model history", [entry["artifact_path"] for entry in history]))
+    r.call("record on missing run", s.record_logged_model, "0" * 32, Model(artifact_path="x"))
+
+    # The run links its models as outputs.
+    from mlflow.entities import LoggedModelOutput
+
+    s.log_outputs(run.info.run_id, [LoggedModelOutput(m0, 3)])
+    outputs = c.get_run(run.info.run_id).outputs.model_outputs
+    r.log.append(("run outputs", [(r.models[o.model_id], o.step) for o in outputs]))
+    return r.log
+
+
+def _tag(key, value):
+    from mlflow.entities import LoggedModelTag
+
+    return LoggedModelTag(key, value)
+
+
+def _param(key, value):
+    from mlflow.entities import LoggedModelParameter
+
+    return LoggedModelParameter(key, value)
+
+
+def test_logged_models_answer_like_mlflow_sqlite(tmp_path):
+    expected = model_scenario(f"sqlite:///{tmp_path}/mlflow.db")
+    actual = model_scenario(f"trackio://{tmp_path}/trackio")
+    assert [label for label, *_ in actual] == [label for label, *_ in expected]
+    for want, got in zip(expected, actual):
+        assert got == want, f"differs at {want[0]!r}"
+
+
+def test_logged_model_found_from_another_process(tmp_path):
+    """A model is found by id in a fresh process (no memory of where it was made)."""
+    uri = f"trackio://{tmp_path}/data"
+    client = MlflowClient(tracking_uri=uri)
+    client.create_experiment("first")
+    experiment_id = client.create_experiment("second")
+    model = client.create_logged_model(experiment_id, name="m", params={"a": "1"})
+    code = (
+        "import sys, mlflow; from mlflow import MlflowClient; "
+        f"m = MlflowClient(tracking_uri={uri!r}).get_logged_model({model.model_id!r}); "
+        "print(m.name, m.experiment_id, m.params)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split()[:2] == ["m", experiment_id]
+
+
+def test_logged_model_tables_live_in_the_project_file(tmp_path):
+    import sqlite3
+
+    uri = f"trackio://{tmp_path}/data"
+    client = MlflowClient(tracking_uri=uri)
+    experiment_id = client.create_experiment("kept-together")
+    model = client.create_logged_model(experiment_id, name="m")
+    conn = sqlite3.connect(tmp_path / "data" / "kept-together.db")
+    assert conn.execute("SELECT name FROM mlflow_logged_models").fetchall() == [("m",)]
+    assert ("0004_logged_models",) in conn.execute("SELECT name FROM mytracker_migrations").fetchall()
+    # The artifacts go where Trackio's Files view lists the project's files.
+    assert model.artifact_location.startswith(f"file://{tmp_path}/data/media/kept-together/files/")
+
+
+# --- round trips with a real model -------------------------------------------------------------
+
+
+@pytest.fixture
+def fitted():
+    sklearn = pytest.importorskip("sklearn")  # noqa: F841
+    from sklearn.linear_model import LogisticRegression
+
+    X = np.array([[0.0, 1.0], [1.0, 0.0], [0.5, 0.5], [1.0, 1.0], [0.0, 0.0], [0.2, 0.9]])
+    y = np.array([0, 1, 1, 1, 0, 0])
+    return LogisticRegression().fit(X, y), X
+
+
+def test_sklearn_log_model_and_load_back(tracking, fitted, caplog):
+    model, X = fitted
+    mlflow.set_experiment("models-round-trip")
+    with caplog.at_level("WARNING"), mlflow.start_run() as run:
+        info = mlflow.sklearn.log_model(
+            model, name="model", input_example=X[:2], pip_requirements=["scikit-learn"]
+        )
+        mlflow.log_metric("acc", 0.9, model_id=info.model_id)
+    unsupported = [
+        r for r in caplog.records
+        if r.levelname == "WARNING" and re.search("not support|failed", r.getMessage(), re.I)
+    ]
+    assert not unsupported, caplog.text
+    expected = model.predict(X)
+    by_run = mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/model")
+    by_id = mlflow.pyfunc.load_model(f"models:/{info.model_id}")
+    assert list(by_run.predict(X)) == list(expected)
+    assert list(by_id.predict(X)) == list(expected)
+
+    logged = mlflow.get_logged_model(info.model_id)
+    assert logged.status == LoggedModelStatus.READY
+    assert logged.source_run_id == run.info.run_id
+    assert [(m.key, m.value) for m in logged.metrics] == [("acc", 0.9)]
+    found = mlflow.search_logged_models(output_format="list")
+    assert [m.model_id for m in found] == [info.model_id]
+    frame = mlflow.search_logged_models(filter_string="metrics.acc > 0.5")
+    assert list(frame["model_id"]) == [info.model_id]
+    outputs = mlflow.get_run(run.info.run_id).outputs.model_outputs
+    assert [o.model_id for o in outputs] == [info.model_id]
+
+
+def test_mytracker_autolog_logs_sklearn_models(tracking, fitted):
+    import mytracker
+
+    _, X = fitted
+    from sklearn.linear_model import LogisticRegression
+
+    mytracker.autolog(log_models=True)
+    mlflow.set_experiment("autolog-models")
+    with mlflow.start_run() as run:
+        LogisticRegression().fit(X, [0, 1, 1, 1, 0, 0])
+    models = mlflow.search_logged_models(output_format="list")
+    assert len(models) == 1 and models[0].source_run_id == run.info.run_id
+    loaded = mlflow.pyfunc.load_model(f"models:/{models[0].model_id}")
+    assert len(loaded.predict(X)) == len(X)
+
+
+def test_plain_mlflow_autolog_defaults_give_no_model_warning(tracking, fitted):
+    _, X = fitted
+    from sklearn.linear_model import LogisticRegression
+
+    mlflow.autolog()
+    try:
+        mlflow.set_experiment("plain-autolog")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            with mlflow.start_run():
+                LogisticRegression().fit(X, [0, 1, 1, 1, 0, 0])
+        unsupported = [w for w in caught if re.search("not support|logged model", str(w.message), re.I)]
+        assert not unsupported
+        assert len(mlflow.search_logged_models(output_format="list")) == 1
+    finally:
+        mlflow.autolog(disable=True)
+
+
+# --- the model registry on the data directory ---------------------------------------------------
+
+
+def test_register_model_versions_and_aliases(tracking, data_dir, fitted):
+    """With only a trackio:// tracking URI, the registry is MLflow's SQL registry on
+    <dir>/mlflow-registry.sqlite (the file `mytracker server` uses)."""
+    from mytracker.store import register
+
+    register()  # from a source checkout; installed packages get it from the entry point
+    model, X = fitted
+    mlflow.set_experiment("registry")
+    infos = []
+    for _ in range(2):
+        with mlflow.start_run():
+            infos.append(mlflow.sklearn.log_model(
+                model, name="model", pip_requirements=["scikit-learn"]
+            ))
+    first = mlflow.register_model(f"runs:/{infos[0].run_id}/model", "classifier")
+    second = mlflow.register_model(f"models:/{infos[1].model_id}", "classifier")
+    assert (str(first.version), str(second.version)) == ("1", "2")
+    assert (data_dir / "mlflow-registry.sqlite").exists()
+    client = MlflowClient()
+    client.set_registered_model_alias("classifier", "champion", "1")
+    loaded = mlflow.pyfunc.load_model("models:/classifier@champion")
+    assert list(loaded.predict(X)) == list(model.predict(X))
+    assert mlflow.pyfunc.load_model("models:/classifier/2").metadata.model_id == infos[1].model_id
+    assert str(client.get_model_version_by_alias("classifier", "champion").version) == "1"
+    assert [m.name for m in client.search_registered_models()] == ["classifier"]
+    # The logged model knows its versions, as on MLflow's SQL store.
+    tag = json.loads(mlflow.get_logged_model(infos[1].model_id).tags["mlflow.modelVersions"])
+    assert [(t["name"], str(t["version"])) for t in tag] == [("classifier", "2")]
+
+
+def test_registry_entry_point_in_a_fresh_process(tmp_path):
+    """An installed mytracker names its registry builder in the `mlflow.model_registry_store`
+    entry points: a new process with nothing but MLFLOW_TRACKING_URI registers a model."""
+    from importlib.metadata import entry_points
+
+    names = {e.name: e.value for e in entry_points(group="mlflow.model_registry_store")}
+    if names.get("trackio") != "mytracker.store:build_registry_store":
+        pytest.skip("this environment's installed mytracker predates the registry entry point")
+    code = (
+        "import mlflow\n"
+        "from mlflow import MlflowClient\n"
+        "client = MlflowClient()\n"
+        "client.create_registered_model('from-entry-point')\n"
+        "print(client.get_registered_model('from-entry-point').name)\n"
+        "print(type(client._get_registry_client().store).__module__)\n"
+    )
+    env = {**__import__("os").environ, "MLFLOW_TRACKING_URI": f"trackio://{tmp_path}/data"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
+    )
+    assert out.stdout.split() == [
+        "from-entry-point", "mlflow.store.model_registry.sqlalchemy_store"
+    ]
+    assert (tmp_path / "data" / "mlflow-registry.sqlite").exists()
+
+
+# --- small divergences from MLflow's SQL store ---------------------------------------------------
+
+
+def test_dataset_summaries_and_param_without_value_like_mlflow_sqlite(tmp_path):
+    from mlflow.entities import Dataset, DatasetInput, InputTag, Param
+
+    outcomes = []
+    for uri in (f"sqlite:///{tmp_path}/mlflow.db", f"trackio://{tmp_path}/trackio"):
+        client = MlflowClient(tracking_uri=uri)
+        store = client._tracking_client.store
+        experiment_id = client.create_experiment("datasets")
+        run = client.create_run(experiment_id)
+        train = Dataset("train", "d1", "local", "/data/train")
+        client.log_inputs(run.info.run_id, [
+            DatasetInput(train, [InputTag("mlflow.data.context", "training")]),
+            DatasetInput(Dataset("raw", "d2", "local", "/data/raw")),
+        ])
+        other = client.create_run(experiment_id)
+        client.log_inputs(other.info.run_id, [
+            DatasetInput(train, [InputTag("mlflow.data.context", "eval")])
+        ])
+        summaries = sorted(
+            (s.experiment_id == experiment_id, s.name, s.digest, s.context or "")
+            for s in store._search_datasets([experiment_id, "0"])
+        )
+        errors = []
+        for call in (
+            lambda: store.log_param(run.info.run_id, Param("a", None)),
+            lambda: store.log_batch(run.info.run_id, [], [Param("b", None)], []),
+        ):
+            with pytest.raises(MlflowException) as caught:
+                call()
+            errors.append(caught.value.get_http_status_code())
+        outcomes.append((summaries, errors, client.get_run(run.info.run_id).data.params))
+    assert outcomes[0] == outcomes[1]
+    assert len(outcomes[0][0]) == 3
