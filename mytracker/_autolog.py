@@ -34,7 +34,8 @@ _LOGGERS = ("mlflow", _AUTOLOG_LOGGER, "mlflow.tracking.fluent")
 # Lightning must be patched after its import finishes (see `_patch_lightning`).
 _LIGHTNING_MODULES = ("lightning", "pytorch_lightning")
 # MLflow 3 sends usage telemetry unless one of these is set; it reads them at `import mlflow`
-# (whether to create its client) and again before each API-call event.
+# (whether to create its client) and again before API-call events; autologging events only
+# check that the client exists.
 _TELEMETRY_VARS = ("MLFLOW_DISABLE_TELEMETRY", "DO_NOT_TRACK")
 
 
