@@ -68,13 +68,11 @@ IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp"})
 MEDIA_FOLDER = "media"
 FILES_FOLDER = "files"
 # `MlflowClient.log_image(key=, step=)` writes
-# images/<key with / as ~>+step+<step>+timestamp+<ms>+<uuid>.png and a "+compressed.webp" preview;
-# MLflow before 3.11 wrote % for + and # for / (docs/compatibility.md).
+# images/<key with / as ~>+step+<step>+timestamp+<ms>+<uuid>.png and a "+compressed.webp" preview.
 _LOG_IMAGE_NAME = re.compile(
-    r"^images/(?P<key>.+)(?P<sep>[+%])step(?P=sep)(?P<step>-?\d+)(?P=sep)timestamp(?P=sep)"
-    r"(?P<ms>\d+)(?P=sep)[0-9a-zA-Z-]+\.png$"
+    r"^images/(?P<key>.+)\+step\+(?P<step>-?\d+)\+timestamp\+(?P<ms>\d+)\+[0-9a-fA-F-]+\.png$"
 )
-_PREVIEW_SUFFIX = ("+compressed.webp", "%compressed.webp")
+_PREVIEW_SUFFIX = "+compressed.webp"
 
 
 def default_artifact_location(project_path: Path) -> str:
@@ -114,7 +112,7 @@ def image_rows(
         relative = path.relative_to(root).as_posix()
         match = _LOG_IMAGE_NAME.match(relative)
         if match:
-            key = match["key"].replace("~", "/").replace("#", "/")
+            key = match["key"].replace("~", "/")
             step, timestamp_ms = int(match["step"]), int(match["ms"])
         else:
             key, step, timestamp_ms = relative, 0, int(path.stat().st_mtime * 1000)
