@@ -389,6 +389,16 @@ class ProjectDB:
         with self.read() as conn:
             return has_logged_models_table(conn) and logged_model_row(conn, model_id) is not None
 
+    def entity_ids(self) -> list[str]:
+        """Every run id and logged-model id in the file."""
+        if not self._is_adopted():
+            return []
+        with self.read() as conn:
+            ids = [row[0] for row in conn.execute("SELECT run_id FROM mlflow_runs")]
+            if has_logged_models_table(conn):
+                ids += [row[0] for row in conn.execute("SELECT model_id FROM mlflow_logged_models")]
+        return ids
+
     def running_runs(self) -> list[tuple]:
         """(run_id, host, pid, process_start, last metric timestamp_ms) of RUNNING runs."""
         with self.read() as conn:

@@ -763,8 +763,8 @@ class TrackioStore(AbstractStore):
 
         host = socket.gethostname()
         closed = []
-        for db, experiment in self._catalog.experiments():
-            for run_id, owner_host, pid, started, last_ms in db.running_runs():
+        for path, experiment in self._catalog.experiments():
+            for run_id, owner_host, pid, started, last_ms in self._catalog.db(path).running_runs():
                 if owner_host != host or _process_alive(pid, started):
                     continue
                 closed.append((experiment.name, run_id))
