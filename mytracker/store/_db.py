@@ -608,15 +608,44 @@ def insert_run(
 
 
 def update_run(conn: sqlite3.Connection, run_id: str, **fields: Any) -> None:
+    """Change a run's MLflow row. A new name reaches its Trackio config here; its metric rows
+    follow with `rename_run_rows`, after the transaction."""
     assignments = ", ".join(f"{column} = ?" for column in fields)
     conn.execute(
         f"UPDATE mlflow_runs SET {assignments} WHERE run_id = ?", (*fields.values(), run_id)
     )
     if "name" in fields:
-        for table in ("metrics", "configs", "system_metrics"):
-            conn.execute(
-                f"UPDATE {table} SET run_name = ? WHERE run_id = ?", (fields["name"], run_id)
-            )
+        conn.execute("UPDATE configs SET run_name = ? WHERE run_id = ?", (fields["name"], run_id))
+
+
+RENAME_ROWS_PER_TRANSACTION = 5_000
+
+
+def rename_run_rows(db: ProjectDB, run_id: str, name: str) -> None:
+    """Give a run's Trackio metric rows the run's new name, a few thousand rows a transaction,
+    pausing between them as long as each took, so another writer of the file waits for one
+    chunk at most. Rows still under an older name are found through Trackio's (run_id,
+    run_name) index, so each chunk costs its own rows. Stops if the run is renamed again
+    meanwhile: that rename finishes the job."""
+    stale_rows = (
+        ("metrics", "run_name < ?2"),  # two ranges of the index, not one `!=` scan
+        ("metrics", "run_name > ?2"),
+        ("system_metrics", "run_name != ?2"),  # few rows, and no run_name index
+    )
+    for table, stale in stale_rows:
+        while True:
+            started = time.monotonic()
+            with db.write() as conn:
+                if run_name(conn, run_id) != name:
+                    return
+                changed = conn.execute(
+                    f"UPDATE {table} SET run_name = ?2 WHERE id IN (SELECT id FROM {table} "
+                    f"WHERE run_id = ?1 AND {stale} LIMIT {RENAME_ROWS_PER_TRANSACTION})",
+                    (run_id, name),
+                ).rowcount
+            if changed < RENAME_ROWS_PER_TRANSACTION:
+                break
+            time.sleep(time.monotonic() - started)
 
 
 def set_tags(conn: sqlite3.Connection, run_id: str, tags: Iterable[tuple[str, str]]) -> None:

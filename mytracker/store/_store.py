@@ -577,7 +577,10 @@ class TrackioStore(AbstractStore):
                 _db.update_run(conn, run_id, **fields)
                 _dashboard.refresh_config(conn, run_id)
             row = _db.run_row(conn, run_id)
-        if run_status is not None and RunStatus.is_terminated(run_status):
+        ended = run_status is not None and RunStatus.is_terminated(run_status)
+        if run_name or ended:  # at the end, also rows a killed rename left under an old name
+            _db.rename_run_rows(db, run_id, row.name)
+        if ended:
             self._publish_images(db, row)
         return self._to_run(db.experiment().experiment_id, RunRecord(row)).info
 
@@ -626,7 +629,7 @@ class TrackioStore(AbstractStore):
         _validate_param_keys_unique(params)
         new_name = next((t.value for t in reversed(tags) if t.key == MLFLOW_RUN_NAME), None)
         _check_run_name(new_name)
-        with self._run_tx(run_id) as (_, conn, state):
+        with self._run_tx(run_id) as (db, conn, state):
             if params:
                 self._log_params(conn, run_id, params)
             if columns[0]:
@@ -639,6 +642,8 @@ class TrackioStore(AbstractStore):
                 _db.set_tags(conn, run_id, {t.key: t.value for t in tags}.items())
             if params or tags:
                 _dashboard.refresh_config(conn, run_id)
+        if new_name:
+            _db.rename_run_rows(db, run_id, new_name)
 
     @staticmethod
     def _log_params(conn, run_id: str, params: list[Param]) -> None:
@@ -744,6 +749,8 @@ class TrackioStore(AbstractStore):
                     on_batch(len(batch))
             _dashboard.refresh_config(conn, run_id)
             row = _db.run_row(conn, run_id)
+        if "name" in fields:
+            _db.rename_run_rows(db, run_id, row.name)
         if RunStatus.is_terminated(RunStatus.from_string(info.status)):
             self._publish_images(db, row)
         self._catalog.remember_run(run_id, db.path)
