@@ -542,6 +542,7 @@ class TrackioStore(AbstractStore):
         return Run(run_info, data, RunInputs(dataset_inputs=inputs), RunOutputs(outputs))
 
     def update_run_info(self, run_id, run_status, end_time, run_name):
+        _metrics.check_int64(end_time, "end_time")
         with self._run_tx(run_id) as (db, conn, _):
             fields = {}
             if run_status is not None:

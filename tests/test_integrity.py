@@ -1,0 +1,104 @@
+"""Issue #13, "Nothing lost when others share the directory": forged or out-of-range input gets
+MLflow's answer, the data directory is never misread or changed by what it refuses, and what
+other processes (or a killed one) leave behind is handled. Real MLflow, real Trackio files,
+real processes; MLflow's own SQLite store (`sqlite:///`) is the reference where it answers.
+"""
+
+import base64
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+from mlflow import MlflowClient
+from mlflow.entities import Metric, RunStatus
+from mlflow.exceptions import MlflowException
+
+
+def _python(script: str, *args: str, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(script), *args],
+        env=dict(os.environ), capture_output=True, text=True, timeout=120, **kwargs,
+    )
+
+
+def _error_code(call) -> str:
+    try:
+        call()
+    except MlflowException as e:
+        return e.error_code
+    return "no error"
+
+
+def _token(obj) -> str:
+    return base64.urlsafe_b64encode(json.dumps(obj).encode()).decode()
+
+
+# --- (6) forged page tokens ---------------------------------------------------------------------
+
+FORGED_TOKENS = [
+    "garbage",
+    _token({"after": [1e300, 1, 0]}),  # a float beyond any int64
+    _token({"after": [10**30, 1, 0]}),  # a timestamp beyond int64
+    _token({"after": [1000, 10**30, 0]}),  # a step beyond int64
+    _token({"after": [1000, 1, 10**30]}),  # a skip beyond int64
+    _token({"after": [1000, 1, -5]}),
+    _token({"after": [-1, 1, 0]}),
+    _token({"after": [1000, 1, "x"]}),
+    _token({"offset": "a"}),
+]
+
+
+def test_a_forged_page_token_is_invalid_parameter_value_as_in_mlflow(tmp_path):
+    answers = {}
+    for uri in (f"sqlite:///{tmp_path}/mlflow.db", f"trackio://{tmp_path}/trackio"):
+        client = MlflowClient(uri)
+        run_id = client.create_run(client.create_experiment("paged")).info.run_id
+        for step in range(3):
+            client.log_metric(run_id, "m", float(step), timestamp=1000 + step, step=step)
+        store = client._tracking_client.store
+        answers[uri.split(":")[0]] = [
+            _error_code(lambda: store.get_metric_history(run_id, "m", 2, page_token=token))
+            for token in FORGED_TOKENS
+        ]
+        # The tokens the store hands out still page through everything.
+        first = store.get_metric_history(run_id, "m", max_results=2)
+        rest = store.get_metric_history(run_id, "m", max_results=2, page_token=first.token)
+        assert [m.step for m in first + rest] == [0, 1, 2]
+    assert answers["sqlite"] == ["INVALID_PARAMETER_VALUE"] * len(FORGED_TOKENS)
+    assert answers["trackio"] == answers["sqlite"]
+
+
+# --- (7) numbers beyond what a store can hold -----------------------------------------------------
+
+OUT_OF_RANGE = {
+    "step 2**63": lambda s, e, r: s.log_batch(r, [Metric("m", 1.0, 1000, 2**63)], [], []),
+    "step -2**63-1": lambda s, e, r: s.log_batch(r, [Metric("m", 1.0, 1000, -(2**63) - 1)], [], []),
+    "timestamp 2**64": lambda s, e, r: s.log_batch(r, [Metric("m", 1.0, 2**64, 1)], [], []),
+    "end_time 2**64": lambda s, e, r: s.update_run_info(r, RunStatus.FINISHED, 2**64, None),
+    "end_time 2**63": lambda s, e, r: s.update_run_info(r, RunStatus.FINISHED, 2**63, None),
+    "start_time 2**64": lambda s, e, r: s.create_run(e, "u", 2**64, [], "n"),
+}
+
+
+def test_numbers_beyond_64_bits_are_refused_with_mlflows_exception(tmp_path):
+    """MLflow's SQLite store answers these with an MlflowException too (INTERNAL_ERROR, from
+    SQLite's "Python int too large"); the Trackio store says which parameter is bad:
+    INVALID_PARAMETER_VALUE. Neither writes anything."""
+    answers = {}
+    for uri in (f"sqlite:///{tmp_path}/mlflow.db", f"trackio://{tmp_path}/trackio"):
+        client = MlflowClient(uri)
+        store = client._tracking_client.store
+        experiment_id = client.create_experiment("big")
+        answers[uri.split(":")[0]] = codes = []
+        for case in OUT_OF_RANGE.values():
+            run_id = client.create_run(experiment_id).info.run_id
+            codes.append(_error_code(lambda: case(store, experiment_id, run_id)))
+            run = client.get_run(run_id)
+            assert run.info.status == "RUNNING" and run.info.end_time is None
+            assert client.get_metric_history(run_id, "m") == []
+        assert len(client.search_runs([experiment_id])) == len(OUT_OF_RANGE)
+    assert all(isinstance(code, str) and code != "no error" for code in answers["sqlite"])
+    assert answers["trackio"] == ["INVALID_PARAMETER_VALUE"] * len(OUT_OF_RANGE)
