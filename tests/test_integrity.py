@@ -102,3 +102,44 @@ def test_numbers_beyond_64_bits_are_refused_with_mlflows_exception(tmp_path):
         assert len(client.search_runs([experiment_id])) == len(OUT_OF_RANGE)
     assert all(isinstance(code, str) and code != "no error" for code in answers["sqlite"])
     assert answers["trackio"] == ["INVALID_PARAMETER_VALUE"] * len(OUT_OF_RANGE)
+
+
+# --- (9) a trackio:// URI given where a directory is asked for -------------------------------------
+
+URI_AS_DIR = """
+import sys, mlflow, mytracker
+from pathlib import Path
+mytracker.init(experiment="sdk", dir=sys.argv[1])
+with mytracker.start_run("r"):
+    mytracker.log_metrics({"m": 1.0})
+mytracker.autolog(dir=Path(sys.argv[2]))  # a Path turns 'trackio:///x' into 'trackio:/x'
+print(mlflow.get_tracking_uri())
+mlflow.set_experiment("auto")
+with mlflow.start_run():
+    mlflow.log_metric("m", 2.0)
+"""
+
+
+def test_a_trackio_uri_given_as_the_directory_names_that_store(tmp_path):
+    work = tmp_path / "cwd"
+    work.mkdir()
+    first, second = tmp_path / "first", tmp_path / "second"
+    result = _python(URI_AS_DIR, f"trackio://{first}", f"trackio://{second}", cwd=work)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [f"trackio://{second}"]
+    assert list(work.iterdir()) == []  # nothing under ./trackio:
+    for directory, experiment, value in ((first, "sdk", 1.0), (second, "auto", 2.0)):
+        client = MlflowClient(f"trackio://{directory}")
+        experiment_id = client.get_experiment_by_name(experiment).experiment_id
+        [run] = client.search_runs([experiment_id])
+        assert run.data.metrics == {"m": value}
+    cli = subprocess.run(
+        [sys.executable, "-m", "mytracker.cli", "close-dead-runs", "--dir", f"trackio://{first}",
+         "--dry-run"],
+        cwd=work, capture_output=True, text=True, timeout=120,
+    )
+    assert cli.returncode == 0, cli.stderr
+    assert list(work.iterdir()) == []
+    bad = _python("import mytracker; mytracker.init(dir='trackio://host/x')", cwd=work)
+    assert "MlflowException: Invalid Trackio store URI 'trackio://host/x'" in bad.stderr
+    assert list(work.iterdir()) == []
