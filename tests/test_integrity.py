@@ -143,3 +143,36 @@ def test_a_trackio_uri_given_as_the_directory_names_that_store(tmp_path):
     bad = _python("import mytracker; mytracker.init(dir='trackio://host/x')", cwd=work)
     assert "MlflowException: Invalid Trackio store URI 'trackio://host/x'" in bad.stderr
     assert list(work.iterdir()) == []
+
+
+# --- (11) drafts left by a process killed while creating an experiment ------------------------------
+
+KILLED_WHILE_CREATING = """
+import os, signal, sys, mlflow
+client = mlflow.MlflowClient(sys.argv[1])
+client.search_experiments()
+# Die by SIGKILL at the last moment: the draft is whole, not yet renamed into place.
+os.replace = lambda *args: os.kill(os.getpid(), signal.SIGKILL)
+client.create_experiment("killed")
+"""
+
+
+def test_drafts_of_killed_processes_are_removed_and_live_ones_kept(store_uri, data_dir):
+    killed = _python(KILLED_WHILE_CREATING, store_uri)
+    assert killed.returncode == -9, killed.stderr
+    left = sorted(p.name for p in data_dir.glob(".*draft*"))
+    assert left and all(name.startswith(".killed.db.") for name in left), left
+    # A draft another live process (this one) is making, and one made on another host.
+    live = data_dir / f".busy.db.{os.getpid()}.draft"
+    elsewhere = data_dir / ".far.db.999999.otherhost.draft"
+    live.write_bytes(b"in progress")
+    elsewhere.write_bytes(b"in progress elsewhere")
+
+    client = MlflowClient(store_uri)
+    assert client.get_experiment_by_name("killed") is None
+    client.create_experiment("next")
+    assert sorted(p.name for p in data_dir.glob(".*draft*")) == sorted([live.name, elsewhere.name])
+    assert live.read_bytes() == b"in progress"
+    killed_id = client.create_experiment("killed")
+    assert client.get_experiment(killed_id).name == "killed"
+    assert (data_dir / "killed.db").exists()

@@ -11,6 +11,8 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import re
+import socket
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -24,6 +26,24 @@ from mytracker.store._trackio import project_stem
 _logger = logging.getLogger(__name__)
 
 MAX_OPEN_FILES = 64
+
+# A new project file is first made as `.<file>.<pid>.<host>.draft` (older versions: without the
+# host), plus SQLite's -wal/-shm/-journal beside it while open.
+_DRAFT = re.compile(r"\.[^.]+\.db\.(\d+)(?:\.(.+))?\.draft(?:-wal|-shm|-journal)?")
+
+
+def _host() -> str:
+    return "".join(c for c in socket.gethostname() if c.isalnum() or c in "-_")[:64] or "host"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # e.g. another user's process: alive
+        return True
+    return True
 
 
 class Catalog:
@@ -164,7 +184,8 @@ class Catalog:
             else:
                 # Made whole under a name no reader lists, then renamed into place, so another
                 # process never opens a half-made project.
-                draft = path.with_name(f".{path.name}.{os.getpid()}.draft")
+                self._remove_dead_drafts()
+                draft = path.with_name(f".{path.name}.{os.getpid()}.{_host()}.draft")
                 try:
                     draft_db = ProjectDB(draft, create=True)
                     try:
@@ -179,6 +200,18 @@ class Catalog:
         except OSError as e:
             raise DatabaseError(f"Cannot write {path}: {e}") from e
         self._experiment_paths[experiment_id] = path
+
+    def _remove_dead_drafts(self) -> None:
+        """Delete the drafts of processes killed while creating an experiment (a draft is
+        renamed into place or deleted by a process that lives). Only drafts made on this host
+        by a process that is gone: another process's draft, or one from another host sharing
+        the directory, is never touched."""
+        host = _host()
+        for path in self.data_dir.glob(".*.draft*"):
+            match = _DRAFT.fullmatch(path.name)
+            if match and match[2] in (None, host) and not _pid_alive(int(match[1])):
+                _logger.info("Removing %s, left by a process killed while creating it", path)
+                path.unlink(missing_ok=True)
 
     # --- runs -----------------------------------------------------------------------------------
 
