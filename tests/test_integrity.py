@@ -7,6 +7,7 @@ real processes; MLflow's own SQLite store (`sqlite:///`) is the reference where 
 import base64
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -176,3 +177,28 @@ def test_drafts_of_killed_processes_are_removed_and_live_ones_kept(store_uri, da
     killed_id = client.create_experiment("killed")
     assert client.get_experiment(killed_id).name == "killed"
     assert (data_dir / "killed.db").exists()
+
+
+# --- (3) experiment ids are never handed out twice -------------------------------------------------
+
+
+def test_an_id_is_never_handed_out_twice_even_while_its_file_is_unreadable(store_uri, data_dir):
+    client = MlflowClient(store_uri)
+    assert [client.create_experiment(n) for n in ("alpha", "beta")] == ["1", "2"]
+    beta = data_dir / "beta.db"
+    with sqlite3.connect(beta) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    saved = beta.read_bytes()
+    beta.write_bytes(saved[: len(saved) // 3])  # damaged (or being copied in) for a while
+
+    gamma = MlflowClient(store_uri).create_experiment("gamma")  # another client, as a new process
+    beta.write_bytes(saved)  # the file is restored
+    ids = sorted((e.experiment_id, e.name) for e in client.search_experiments())
+    assert ids == [("0", "Default"), ("1", "alpha"), ("2", "beta"), ("3", "gamma")]
+    assert gamma == "3"
+
+    # The mark only grows; a missing mark is rebuilt from the files.
+    (data_dir / ".mytracker.ids").unlink()
+    assert client.create_experiment("delta") == "4"
+    (data_dir / ".mytracker.ids").write_text("10\n")
+    assert client.create_experiment("epsilon") == "11"

@@ -139,6 +139,29 @@ class Catalog:
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
+    def new_experiment_id(self, experiments: list[tuple[ProjectDB, ExperimentRow]]) -> str:
+        """The id of a new experiment, under the directory lock: one more than any id handed out
+        before. A file that cannot be read now (damaged, moved away for a while) still holds its
+        id, so the largest id ever handed out is kept in `.mytracker.ids` beside the files; it
+        only grows, and a missing one is rebuilt from the files."""
+        mark = self.data_dir / ".mytracker.ids"
+        try:
+            handed_out = int(mark.read_text())
+        except FileNotFoundError:
+            handed_out = 0
+        except (OSError, ValueError) as e:
+            _logger.warning("Rebuilding %s from the project files: %s", mark, e)
+            handed_out = 0
+        new_id = 1 + max([handed_out, *(int(e.experiment_id) for _, e in experiments)])
+        draft = mark.with_name(f"{mark.name}.{os.getpid()}")
+        try:
+            draft.write_text(f"{new_id}\n")
+            os.replace(draft, mark)  # whole or not at all: a torn mark could go backwards
+        except OSError as e:
+            draft.unlink(missing_ok=True)
+            raise DatabaseError(f"Cannot write {mark}: {e}") from e
+        return str(new_id)
+
     def _new_project_path(self, name: str) -> Path:
         """A file for a new experiment: the Trackio project of the same name when that is free
         (or an existing plain Trackio project whose name is exactly this), else a numbered one, so

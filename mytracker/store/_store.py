@@ -357,7 +357,7 @@ class TrackioStore(AbstractStore):
                 raise MlflowException(
                     f"Experiment(name={name}) already exists.", RESOURCE_ALREADY_EXISTS
                 )
-            experiment_id = str(1 + max((int(e.experiment_id) for _, e in experiments), default=0))
+            experiment_id = self._catalog.new_experiment_id(experiments)
             self._catalog.create_experiment_file(
                 experiment_id, name, artifact_location, self.artifact_uri,
                 get_current_time_millis(), {t.key: t.value for t in tags or []},
