@@ -202,3 +202,45 @@ def test_an_id_is_never_handed_out_twice_even_while_its_file_is_unreadable(store
     assert client.create_experiment("delta") == "4"
     (data_dir / ".mytracker.ids").write_text("10\n")
     assert client.create_experiment("epsilon") == "11"
+
+
+# --- (5) names longer than a file name -------------------------------------------------------------
+
+LONG_NAMES = [
+    "実" * 80,  # 240 bytes: fits a file name, not the draft's
+    "験" * 120,  # 360 bytes
+    "\U0001d400" * 70,  # 70 math-bold A: 280 bytes
+    "\U0001d401" * 70 + "x",  # reduces like the one before, then differs
+    "é" * 200 + "/../" + "名" * 100,
+]
+
+
+def _name_outcomes(uri: str) -> list:
+    import mlflow
+
+    client = MlflowClient(uri)
+    seen = []
+    for name in LONG_NAMES:
+        experiment_id = client.create_experiment(name)
+        seen.append(client.get_experiment_by_name(name).name == name)
+        mlflow.set_tracking_uri(uri)
+        seen.append(mlflow.set_experiment(name).experiment_id == experiment_id)
+        with mlflow.start_run(experiment_id=experiment_id):
+            mlflow.log_metric("m", 1.0)
+        seen.append(len(client.search_runs([experiment_id])))
+    client.rename_experiment(client.get_experiment_by_name(LONG_NAMES[0]).experiment_id,
+                             LONG_NAMES[0] + "改")
+    seen.append(client.get_experiment_by_name(LONG_NAMES[0]) is None)
+    seen.append(client.get_experiment_by_name(LONG_NAMES[0] + "改") is not None)
+    client.delete_experiment(client.get_experiment_by_name(LONG_NAMES[1]).experiment_id)
+    seen.append(sorted(e.name for e in client.search_experiments()))
+    mlflow.set_tracking_uri(None)
+    return seen
+
+
+def test_names_longer_than_a_file_name_work_as_in_mlflow(tmp_path, data_dir):
+    expected = _name_outcomes(f"sqlite:///{tmp_path}/mlflow.db")
+    assert _name_outcomes(f"trackio://{data_dir}") == expected
+    for path in data_dir.iterdir():
+        assert len(path.name.encode()) <= 255 - 64  # room left for the draft's name
+    assert not list(data_dir.glob(".*draft*"))

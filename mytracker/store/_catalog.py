@@ -33,7 +33,9 @@ _DRAFT = re.compile(r"\.[^.]+\.db\.(\d+)(?:\.(.+))?\.draft(?:-wal|-shm|-journal)
 
 
 def _host() -> str:
-    return "".join(c for c in socket.gethostname() if c.isalnum() or c in "-_")[:64] or "host"
+    # ASCII only and short: the draft's file name must stay under 255 bytes (see _trackio).
+    name = "".join(c for c in socket.gethostname() if c.isascii() and (c.isalnum() or c in "-_"))
+    return name[:32] or "host"
 
 
 def _pid_alive(pid: int) -> bool:
