@@ -5,6 +5,7 @@ real processes; MLflow's own SQLite store (`sqlite:///`) is the reference where 
 """
 
 import base64
+import contextlib
 import json
 import os
 import sqlite3
@@ -244,3 +245,37 @@ def test_names_longer_than_a_file_name_work_as_in_mlflow(tmp_path, data_dir):
     for path in data_dir.iterdir():
         assert len(path.name.encode()) <= 255 - 64  # room left for the draft's name
     assert not list(data_dir.glob(".*draft*"))
+
+
+# --- (4) files the store refuses are left byte for byte as they were ---------------------------------
+
+
+def _foreign_files(data_dir):
+    return sorted(p.name for p in data_dir.iterdir() if not p.name.startswith(("ours.", "Default.")))
+
+
+def test_refused_files_are_not_changed_by_listing(tmp_path, store_uri, data_dir, caplog):
+    MlflowClient(store_uri).create_experiment("ours")
+    MlflowClient(f"sqlite:///{data_dir}/mlflow.db").create_experiment("in mlflow")
+    (data_dir / "empty.db").touch()
+    with contextlib.closing(sqlite3.connect(data_dir / "future.db")) as conn:
+        conn.execute("CREATE TABLE metrics (id INTEGER PRIMARY KEY)")
+        conn.execute("PRAGMA user_version = 3")
+    foreign = ("mlflow.db", "empty.db", "future.db")
+    before = {name: (data_dir / name).read_bytes() for name in foreign}
+    files_before = _foreign_files(data_dir)
+
+    client = MlflowClient(store_uri)
+    assert [e.name for e in client.search_experiments()] == ["ours", "Default"]
+    unchanged = {name: (data_dir / name).read_bytes() == before[name] for name in foreign}
+    assert unchanged == dict.fromkeys(foreign, True)  # not even switched to WAL
+    with pytest.raises(MlflowException, match=r"mlflow\.db is MLflow's own SQLite database"):
+        client.get_experiment_by_name("mlflow")
+    with pytest.raises(MlflowException, match=r"empty\.db is an empty database.*Nothing was"):
+        client.get_experiment_by_name("empty")
+    with pytest.raises(MlflowException, match=r"future\.db has Trackio database schema version 3"):
+        client.get_experiment_by_name("future")
+    assert {name: (data_dir / name).read_bytes() for name in foreign} == before
+    assert _foreign_files(data_dir) == files_before  # no -wal, -shm or -journal beside them
+    assert "migrate" not in caplog.text.split("mlflow.db", 1)[1].split("\n")[0]
+    assert MlflowClient(f"sqlite:///{data_dir}/mlflow.db").get_experiment_by_name("in mlflow")

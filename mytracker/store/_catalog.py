@@ -8,6 +8,7 @@ process's changes are never hidden. It also creates new project files safely.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import logging
 import os
@@ -36,6 +37,17 @@ def _host() -> str:
     # ASCII only and short: the draft's file name must stay under 255 bytes (see _trackio).
     name = "".join(c for c in socket.gethostname() if c.isascii() and (c.isalnum() or c in "-_"))
     return name[:32] or "host"
+
+
+def _cannot_write(path: Path, error: OSError) -> DatabaseError:
+    """An OSError while making a file, named for a person, with what to do about it."""
+    if error.errno == errno.ENOSPC:
+        advice = "the disk is full; free disk space (nothing was written)"
+    elif error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        advice = "make the data directory and its files writable (nothing was written)"
+    else:
+        advice = "nothing was written"
+    return DatabaseError(f"Cannot write {path}: {error.strerror or error}; {advice}.")
 
 
 def _pid_alive(pid: int) -> bool:
@@ -161,7 +173,7 @@ class Catalog:
             os.replace(draft, mark)  # whole or not at all: a torn mark could go backwards
         except OSError as e:
             draft.unlink(missing_ok=True)
-            raise DatabaseError(f"Cannot write {mark}: {e}") from e
+            raise _cannot_write(mark, e) from e
         return str(new_id)
 
     def _new_project_path(self, name: str) -> Path:
@@ -223,7 +235,7 @@ class Catalog:
                         leftover.unlink(missing_ok=True)
                     raise
         except OSError as e:
-            raise DatabaseError(f"Cannot write {path}: {e}") from e
+            raise _cannot_write(path, e) from e
         self._experiment_paths[experiment_id] = path
 
     def _remove_dead_drafts(self) -> None:
