@@ -279,3 +279,40 @@ def test_refused_files_are_not_changed_by_listing(tmp_path, store_uri, data_dir,
     assert _foreign_files(data_dir) == files_before  # no -wal, -shm or -journal beside them
     assert "migrate" not in caplog.text.split("mlflow.db", 1)[1].split("\n")[0]
     assert MlflowClient(f"sqlite:///{data_dir}/mlflow.db").get_experiment_by_name("in mlflow")
+
+
+# --- (8) read-only directories -------------------------------------------------------------------------
+
+READ_ONLY_CALLS = """
+import sys, mlflow
+for uri, call in ((sys.argv[1], "search_experiments"), (sys.argv[2], "create_experiment")):
+    try:
+        client = mlflow.MlflowClient(uri)
+        client.search_experiments() if call == "search_experiments" else client.create_experiment("b")
+        print("no error")
+    except mlflow.exceptions.MlflowException as e:
+        print("MlflowException", e.error_code, e.message)
+print([e.name for e in mlflow.MlflowClient(sys.argv[2]).search_experiments()])
+"""
+
+
+def test_a_read_only_directory_gets_a_clear_error_when_written(tmp_path):
+    from test_reliability import _small_mount
+
+    with _small_mount(tmp_path / "empty", "4m") as empty, _small_mount(tmp_path / "used", "8m") as used:
+        # Made by another process: a file this one holds open could not be remounted.
+        made = _python("import sys, mlflow; mlflow.MlflowClient(sys.argv[1]).create_experiment('a')",
+                       f"trackio://{used}")
+        assert made.returncode == 0, made.stderr
+        for mount in (empty, used):
+            subprocess.run(["mount", "-o", "remount,ro", str(mount)], check=True)
+        result = _python(READ_ONLY_CALLS, f"trackio://{empty}", f"trackio://{used}")
+        assert result.returncode == 0, result.stderr
+        lines = result.stdout.splitlines()
+        for line, directory in zip(lines, (empty, used)):
+            assert line == (
+                f"MlflowException INVALID_STATE Cannot write {directory}/.mytracker.lock: "
+                "Read-only file system; make the data directory and its files writable "
+                "(nothing was written)."
+            )
+        assert lines[2] == "['a', 'Default']"  # reading still works

@@ -146,7 +146,12 @@ class Catalog:
     @contextmanager
     def directory_lock(self) -> Iterator[None]:
         """Serialises experiment creation across processes."""
-        with open(self.data_dir / ".mytracker.lock", "w") as handle:
+        path = self.data_dir / ".mytracker.lock"
+        try:
+            handle = open(path, "w")
+        except OSError as e:  # e.g. a read-only directory: only reading works there
+            raise _cannot_write(path, e) from e
+        with handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
             try:
                 yield

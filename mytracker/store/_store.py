@@ -309,7 +309,7 @@ class TrackioStore(AbstractStore):
             _configure_registry_mappers()
         _drain_at_exit(self)
         if self._catalog.find_experiment(DEFAULT_EXPERIMENT_ID) is None:
-            with self._catalog.directory_lock(), _mlflow_errors():
+            with _mlflow_errors(), self._catalog.directory_lock():
                 if self._catalog.find_experiment(DEFAULT_EXPERIMENT_ID) is None:
                     self._catalog.create_experiment_file(
                         DEFAULT_EXPERIMENT_ID, Experiment.DEFAULT_EXPERIMENT_NAME, None,
