@@ -316,3 +316,27 @@ def test_a_read_only_directory_gets_a_clear_error_when_written(tmp_path):
                 "(nothing was written)."
             )
         assert lines[2] == "['a', 'Default']"  # reading still works
+
+
+# --- over REST: MLflow's JSON errors, never an HTML 500 ---------------------------------------------
+
+
+@pytest.mark.heavy  # starts MLflow's tracking server
+def test_over_rest_forged_tokens_and_long_names_get_mlflows_answers(tmp_path, data_dir):
+    import requests
+    from servers import mytracker_server
+
+    log_path = tmp_path / "server.log"
+    with mytracker_server(data_dir, workers=1, log_path=log_path) as url:
+        client = MlflowClient(url)
+        for name in LONG_NAMES[:3]:
+            experiment_id = client.create_experiment(name)
+            assert client.get_experiment_by_name(name).experiment_id == experiment_id
+        run_id = client.create_run(experiment_id).info.run_id
+        client.log_metric(run_id, "m", 1.0, step=1)
+        for token in FORGED_TOKENS:
+            answer = requests.get(f"{url}/api/2.0/mlflow/metrics/get-history", timeout=30, params={
+                "run_id": run_id, "metric_key": "m", "max_results": 1, "page_token": token})
+            assert answer.status_code == 400, answer.text
+            assert answer.json()["error_code"] == "INVALID_PARAMETER_VALUE"
+    assert " 500 " not in log_path.read_text(errors="replace")
