@@ -43,6 +43,7 @@ from mlflow.entities.logged_model_output import LoggedModelOutput
 from mlflow.entities.run_outputs import RunOutputs
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import (
+    BAD_REQUEST,
     INVALID_PARAMETER_VALUE,
     INVALID_STATE,
     NOT_IMPLEMENTED,
@@ -424,9 +425,8 @@ class TrackioStore(AbstractStore):
             if experiment.lifecycle_stage != LifecycleStage.ACTIVE:
                 raise MlflowException("Cannot rename a non-active experiment.", INVALID_STATE)
             if new_name != experiment.name and self.get_experiment_by_name(new_name):
-                raise MlflowException(
-                    f"Experiment(name={new_name}) already exists.", RESOURCE_ALREADY_EXISTS
-                )
+                # BAD_REQUEST, as MLflow's SQL store answers (its unique constraint fails).
+                raise MlflowException(f"Experiment(name={new_name}) already exists.", BAD_REQUEST)
             with db.write() as conn:
                 _db.update_experiment(conn, name=new_name, last_update_time=get_current_time_millis())
 
