@@ -154,7 +154,12 @@ import os, signal, sys, mlflow
 client = mlflow.MlflowClient(sys.argv[1])
 client.search_experiments()
 # Die by SIGKILL at the last moment: the draft is whole, not yet renamed into place.
-os.replace = lambda *args: os.kill(os.getpid(), signal.SIGKILL)
+replace = os.replace
+def replace_or_die(source, target):
+    if str(source).endswith(".draft"):
+        os.kill(os.getpid(), signal.SIGKILL)
+    replace(source, target)
+os.replace = replace_or_die
 client.create_experiment("killed")
 """
 
@@ -309,9 +314,9 @@ def test_a_read_only_directory_gets_a_clear_error_when_written(tmp_path):
         result = _python(READ_ONLY_CALLS, f"trackio://{empty}", f"trackio://{used}")
         assert result.returncode == 0, result.stderr
         lines = result.stdout.splitlines()
-        for line, directory in zip(lines, (empty, used)):
+        for line, written in zip(lines, (f"{empty}/.mytracker.lock", f"{used}/.mytracker.ids")):
             assert line == (
-                f"MlflowException INVALID_STATE Cannot write {directory}/.mytracker.lock: "
+                f"MlflowException INVALID_STATE Cannot write {written}: "
                 "Read-only file system; make the data directory and its files writable "
                 "(nothing was written)."
             )
@@ -340,3 +345,77 @@ def test_over_rest_forged_tokens_and_long_names_get_mlflows_answers(tmp_path, da
             assert answer.status_code == 400, answer.text
             assert answer.json()["error_code"] == "INVALID_PARAMETER_VALUE"
     assert " 500 " not in log_path.read_text(errors="replace")
+
+
+# --- (8) a second OS user -----------------------------------------------------------------------------
+
+AS_NOBODY = [
+    "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+    # Only to read this machine's Python, which lives under root's home: writing is still
+    # checked as for any other user.
+    "--inh-caps=+dac_read_search", "--ambient-caps=+dac_read_search",
+]
+
+SECOND_USER = """
+import sys, mlflow
+from mlflow.exceptions import MlflowException
+directory, run_id = sys.argv[1:]
+client = mlflow.MlflowClient(f"trackio://{directory}")
+print([e.name for e in client.search_experiments()])
+print([m.value for m in client.get_metric_history(run_id, "m")])
+for call in (lambda: client.log_metric(run_id, "m", 2.0), lambda: client.create_experiment("b")):
+    try:
+        print("returned", call())
+    except MlflowException as e:
+        print("MlflowException", e.error_code, e.message)
+"""
+
+
+@pytest.fixture
+def traversable_tmp():
+    """A directory every user can reach (pytest's own are root's alone)."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    path = Path(tempfile.mkdtemp(prefix="mytracker-users-", dir="/tmp"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path)
+
+
+def test_a_second_os_user_gets_clear_errors_and_can_share_a_writable_directory(traversable_tmp):
+    """Root writes two directories (and keeps its files open, so its latest writes are still in
+    the WAL); `nobody` reads both, is refused writes with a clear error, and makes its own
+    experiment in the directory both may write."""
+    tmp_path = traversable_tmp
+    home = tmp_path / "home"
+    home.mkdir(mode=0o777)
+    home.chmod(0o777)
+    answers, run_ids = {}, {}
+    for name, mode in (("private", 0o755), ("shared", 0o777)):
+        directory = tmp_path / name
+        directory.mkdir()
+        directory.chmod(mode)
+        client = MlflowClient(f"trackio://{directory}")
+        run_ids[name] = run_id = client.create_run(client.create_experiment("a")).info.run_id
+        client.log_metric(run_id, "m", 1.0)
+        result = subprocess.run(
+            [*AS_NOBODY, sys.executable, "-c", textwrap.dedent(SECOND_USER), str(directory), run_id],
+            env={**os.environ, "HOME": str(home)}, capture_output=True, text=True, timeout=120,
+        )
+        assert result.returncode == 0, result.stderr
+        answers[name] = result.stdout.splitlines()
+    writable = "make the data directory and its files writable"
+    for name in ("private", "shared"):
+        read, history, log, create = answers[name]
+        assert (read, history) == ("['a', 'Default']", "[1.0]"), answers  # reading works
+        assert log.startswith("MlflowException INVALID_STATE") and writable in log  # root's file
+    assert answers["private"][3].startswith("MlflowException INVALID_STATE Cannot write")
+    assert writable in answers["private"][3]
+    # In a directory both may write, the second user makes experiments of its own.
+    assert answers["shared"][3] == "returned 2"
+    client = MlflowClient(f"trackio://{tmp_path / 'shared'}")
+    assert client.get_experiment_by_name("b").experiment_id == "2"
+    assert [m.value for m in client.get_metric_history(run_ids["shared"], "m")] == [1.0]
+    assert client.create_experiment("c") == "3"

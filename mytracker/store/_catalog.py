@@ -17,7 +17,7 @@ import socket
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from mytracker.store import _dashboard
@@ -148,7 +148,8 @@ class Catalog:
         """Serialises experiment creation across processes."""
         path = self.data_dir / ".mytracker.lock"
         try:
-            handle = open(path, "w")
+            # Read-only is enough to lock, so another user can lock a file this one made.
+            handle = os.fdopen(os.open(path, os.O_RDONLY | os.O_CREAT, 0o666))
         except OSError as e:  # e.g. a read-only directory: only reading works there
             raise _cannot_write(path, e) from e
         with handle:
@@ -177,7 +178,8 @@ class Catalog:
             draft.write_text(f"{new_id}\n")
             os.replace(draft, mark)  # whole or not at all: a torn mark could go backwards
         except OSError as e:
-            draft.unlink(missing_ok=True)
+            with suppress(OSError):  # on a read-only file system even this fails
+                draft.unlink(missing_ok=True)
             raise _cannot_write(mark, e) from e
         return str(new_id)
 

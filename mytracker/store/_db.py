@@ -196,8 +196,13 @@ class ProjectDB:
             raise FileNotFoundError(path)
         # In a read-only directory SQLite cannot make the WAL index files it needs to read a WAL
         # database; there the file is opened immutable, so reading works and writing says why not.
+        # Immutable ignores the WAL, though: while a writer (e.g. another user) has the file open,
+        # its -wal and -shm exist and a read-only connection reads the WAL through them.
         self.read_only = path.exists() and not os.access(path.parent, os.W_OK)
-        target = f"file:{quote(str(path))}?immutable=1" if self.read_only else str(path)
+        target = str(path)
+        if self.read_only:
+            in_use = all(Path(f"{path}{suffix}").exists() for suffix in ("-wal", "-shm"))
+            target = f"file:{quote(str(path))}?{'mode=ro' if in_use else 'immutable=1'}"
         try:
             self.conn = sqlite3.connect(
                 target, timeout=LOCK_TIMEOUT_S, isolation_level=None, check_same_thread=False,
