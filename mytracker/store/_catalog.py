@@ -17,16 +17,19 @@ experiment, or finding a run or a model by id does not open every file:
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import logging
 import os
+import re
+import socket
 import sqlite3
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from mytracker.store import _dashboard
@@ -140,6 +143,37 @@ def _experiment_json(experiment: ExperimentRow) -> str:
 
 def _experiment_from_json(text: str) -> ExperimentRow:
     return ExperimentRow(**json.loads(text))
+
+# A new project file is first made as `.<file>.<pid>.<host>.draft` (older versions: without the
+# host), plus SQLite's -wal/-shm/-journal beside it while open.
+_DRAFT = re.compile(r"\.[^.]+\.db\.(\d+)(?:\.(.+))?\.draft(?:-wal|-shm|-journal)?")
+
+
+def _host() -> str:
+    # ASCII only and short: the draft's file name must stay under 255 bytes (see _trackio).
+    name = "".join(c for c in socket.gethostname() if c.isascii() and (c.isalnum() or c in "-_"))
+    return name[:32] or "host"
+
+
+def _cannot_write(path: Path, error: OSError) -> DatabaseError:
+    """An OSError while making a file, named for a person, with what to do about it."""
+    if error.errno == errno.ENOSPC:
+        advice = "the disk is full; free disk space (nothing was written)"
+    elif error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        advice = "make the data directory and its files writable (nothing was written)"
+    else:
+        advice = "nothing was written"
+    return DatabaseError(f"Cannot write {path}: {error.strerror or error}; {advice}.")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # e.g. another user's process: alive
+        return True
+    return True
 
 
 class Catalog:
@@ -289,12 +323,42 @@ class Catalog:
     @contextmanager
     def directory_lock(self) -> Iterator[None]:
         """Serialises experiment creation across processes."""
-        with open(self.data_dir / ".mytracker.lock", "w") as handle:
+        path = self.data_dir / ".mytracker.lock"
+        try:
+            # Read-only is enough to lock, so another user can lock a file this one made.
+            handle = os.fdopen(os.open(path, os.O_RDONLY | os.O_CREAT, 0o666))
+        except OSError as e:  # e.g. a read-only directory: only reading works there
+            raise _cannot_write(path, e) from e
+        with handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
             try:
                 yield
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def new_experiment_id(self, experiments: list[tuple[Path, ExperimentRow]]) -> str:
+        """The id of a new experiment, under the directory lock: one more than any id handed out
+        before. A file that cannot be read now (damaged, moved away for a while) still holds its
+        id, so the largest id ever handed out is kept in `.mytracker.ids` beside the files; it
+        only grows, and a missing one is rebuilt from the files."""
+        mark = self.data_dir / ".mytracker.ids"
+        try:
+            handed_out = int(mark.read_text())
+        except FileNotFoundError:
+            handed_out = 0
+        except (OSError, ValueError) as e:
+            _logger.warning("Rebuilding %s from the project files: %s", mark, e)
+            handed_out = 0
+        new_id = 1 + max([handed_out, *(int(e.experiment_id) for _, e in experiments)])
+        draft = mark.with_name(f"{mark.name}.{os.getpid()}")
+        try:
+            draft.write_text(f"{new_id}\n")
+            os.replace(draft, mark)  # whole or not at all: a torn mark could go backwards
+        except OSError as e:
+            with suppress(OSError):  # on a read-only file system even this fails
+                draft.unlink(missing_ok=True)
+            raise _cannot_write(mark, e) from e
+        return str(new_id)
 
     def _new_project_path(self, name: str) -> Path:
         """A file for a new experiment: the Trackio project of the same name when that is free
@@ -341,7 +405,8 @@ class Catalog:
             else:
                 # Made whole under a name no reader lists, then renamed into place, so another
                 # process never opens a half-made project.
-                draft = path.with_name(f".{path.name}.{os.getpid()}.draft")
+                self._remove_dead_drafts()
+                draft = path.with_name(f".{path.name}.{os.getpid()}.{_host()}.draft")
                 try:
                     draft_db = ProjectDB(draft, create=True)
                     try:
@@ -354,8 +419,20 @@ class Catalog:
                         leftover.unlink(missing_ok=True)
                     raise
         except OSError as e:
-            raise DatabaseError(f"Cannot write {path}: {e}") from e
+            raise _cannot_write(path, e) from e
         self.refresh(path)
+
+    def _remove_dead_drafts(self) -> None:
+        """Delete the drafts of processes killed while creating an experiment (a draft is
+        renamed into place or deleted by a process that lives). Only drafts made on this host
+        by a process that is gone: another process's draft, or one from another host sharing
+        the directory, is never touched."""
+        host = _host()
+        for path in self.data_dir.glob(".*.draft*"):
+            match = _DRAFT.fullmatch(path.name)
+            if match and match[2] in (None, host) and not _pid_alive(int(match[1])):
+                _logger.info("Removing %s, left by a process killed while creating it", path)
+                path.unlink(missing_ok=True)
 
     # --- runs and logged models -------------------------------------------------------------
 

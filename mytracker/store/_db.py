@@ -196,6 +196,8 @@ class ProjectDB:
             raise FileNotFoundError(path)
         # In a read-only directory SQLite cannot make the WAL index files it needs to read a WAL
         # database; there the file is opened immutable, so reading works and writing says why not.
+        # Immutable ignores the WAL, though: while a writer (e.g. another user) has the file open,
+        # its -wal and -shm exist and a read-only connection reads the WAL through them.
         self.read_only = path.exists() and not os.access(path.parent, os.W_OK)
         self._closed = False
         self.conn = self._connect()
@@ -206,7 +208,10 @@ class ProjectDB:
             raise
 
     def _connect(self) -> sqlite3.Connection:
-        target = f"file:{quote(str(self.path))}?immutable=1" if self.read_only else str(self.path)
+        target = str(self.path)
+        if self.read_only:
+            in_use = all(Path(f"{self.path}{suffix}").exists() for suffix in ("-wal", "-shm"))
+            target = f"file:{quote(str(self.path))}?{'mode=ro' if in_use else 'immutable=1'}"
         try:
             return sqlite3.connect(
                 target, timeout=LOCK_TIMEOUT_S, isolation_level=None, check_same_thread=False,
@@ -216,41 +221,60 @@ class ProjectDB:
             raise DatabaseError(f"Cannot open Trackio database {self.path}: {e}") from e
 
     def _prepare(self, create: bool) -> None:
+        # Inspect before writing: switching to WAL rewrites the file's header, so a file that
+        # is refused (MLflow's own database, another schema, an empty file) is only read.
         try:
-            if not self.read_only:
-                _configure(self.conn)
             version = self.conn.execute("PRAGMA user_version").fetchone()[0]
             tables = {
                 row[0]
                 for row in self.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
             }
         except sqlite3.DatabaseError as e:
-            if shutil.disk_usage(self.path.parent).free < 1 << 20:
-                raise DatabaseError(
-                    f"Cannot open Trackio database {self.path} ({e}): the disk is full; free disk "
-                    "space (nothing was written)."
-                ) from e
-            raise DatabaseError(
-                f"{self.path} is not a usable SQLite database ({e}). It may be truncated or "
-                "not a Trackio project at all: move it out of the data directory, or restore it "
-                "from a copy."
-            ) from e
+            raise self._unusable(e) from e
         if version == 0 and not tables:
             if not create:
-                raise DatabaseError(f"{self.path} is an empty database, not a Trackio project.")
+                raise DatabaseError(
+                    f"{self.path} is an empty database, not a Trackio project. Nothing was "
+                    "written to it."
+                )
+        elif {"alembic_version", "experiments"} & tables:
+            raise DatabaseError(
+                f"{self.path} is MLflow's own SQLite database, not a Trackio project: keep it "
+                "outside the Trackio data directory (`mytracker import sqlite:///<file>` copies "
+                "its history in). Nothing was written to it."
+            )
         elif version != TRACKIO_SCHEMA_VERSION:
             hint = (
                 "open it once with that Trackio version (for example `trackio show`) to migrate it"
-                if version < TRACKIO_SCHEMA_VERSION
+                if version < TRACKIO_SCHEMA_VERSION and "metrics" in tables
                 else "upgrade mytracker to a version that supports it"
+                if version > TRACKIO_SCHEMA_VERSION
+                else "it is not a Trackio project: move it out of the data directory"
             )
             raise DatabaseError(
                 f"{self.path} has Trackio database schema version {version}; mytracker supports "
                 f"{SUPPORTED_TRACKIO}: {hint}. Nothing was written to it."
             )
+        if not self.read_only:  # ours, or being created
+            try:
+                _configure(self.conn)
+            except sqlite3.DatabaseError as e:
+                raise self._unusable(e) from e
         self.adopted = "mlflow_experiment" in tables
         if self.adopted and not self.read_only and _migrations.pending(self.conn):
             self.ensure_schema()
+
+    def _unusable(self, e: sqlite3.DatabaseError) -> DatabaseError:
+        if shutil.disk_usage(self.path.parent).free < 1 << 20:
+            return DatabaseError(
+                f"Cannot open Trackio database {self.path} ({e}): the disk is full; free disk "
+                "space (nothing was written)."
+            )
+        return DatabaseError(
+            f"{self.path} is not a usable SQLite database ({e}). It may be truncated or "
+            "not a Trackio project at all: move it out of the data directory, or restore it "
+            "from a copy."
+        )
 
     def _is_adopted(self) -> bool:
         """Whether the file holds an MLflow experiment (another process may have just made it)."""

@@ -47,6 +47,7 @@ from mlflow.entities.run_outputs import RunOutputs
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import BAD_REQUEST
 from mlflow.protos.databricks_pb2 import (
+    BAD_REQUEST,
     INVALID_PARAMETER_VALUE,
     INVALID_STATE,
     NOT_IMPLEMENTED,
@@ -329,7 +330,7 @@ class TrackioStore(AbstractStore):
             _configure_registry_mappers()
         _drain_at_exit(self)
         if self._catalog.find_experiment(DEFAULT_EXPERIMENT_ID) is None:
-            with self._catalog.directory_lock(), _mlflow_errors():
+            with _mlflow_errors(), self._catalog.directory_lock():
                 if self._catalog.find_experiment(DEFAULT_EXPERIMENT_ID) is None:
                     self._catalog.create_experiment_file(
                         DEFAULT_EXPERIMENT_ID, Experiment.DEFAULT_EXPERIMENT_NAME, None,
@@ -377,7 +378,7 @@ class TrackioStore(AbstractStore):
                 raise MlflowException(
                     f"Experiment(name={name}) already exists.", RESOURCE_ALREADY_EXISTS
                 )
-            experiment_id = str(1 + max((int(e.experiment_id) for _, e in experiments), default=0))
+            experiment_id = self._catalog.new_experiment_id(experiments)
             self._catalog.create_experiment_file(
                 experiment_id, name, artifact_location, self.artifact_uri,
                 get_current_time_millis(), {t.key: t.value for t in tags or []},
@@ -444,9 +445,8 @@ class TrackioStore(AbstractStore):
             if experiment.lifecycle_stage != LifecycleStage.ACTIVE:
                 raise MlflowException("Cannot rename a non-active experiment.", INVALID_STATE)
             if new_name != experiment.name and self.get_experiment_by_name(new_name):
-                raise MlflowException(
-                    f"Experiment(name={new_name}) already exists.", RESOURCE_ALREADY_EXISTS
-                )
+                # BAD_REQUEST, as MLflow's SQL store answers (its unique constraint fails).
+                raise MlflowException(f"Experiment(name={new_name}) already exists.", BAD_REQUEST)
             with db.write() as conn:
                 _db.update_experiment(conn, name=new_name, last_update_time=get_current_time_millis())
 
@@ -564,6 +564,7 @@ class TrackioStore(AbstractStore):
 
     def update_run_info(self, run_id, run_status, end_time, run_name):
         _check_run_name(run_name)
+        _metrics.check_int64(end_time, "end_time")
         with self._run_tx(run_id) as (db, conn, _):
             fields = {}
             if run_status is not None:
