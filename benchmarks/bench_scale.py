@@ -24,6 +24,9 @@ experiments ``--experiments`` experiments x 10 runs in each store: the next crea
             fast as the SQLite store; the last create within 2x of the first.
 listing     in a fresh process, listing every experiment 100 times: open file descriptors and
             peak memory, against the SQLite store.
+ui          the MLflow UI's calls for its experiment list and for one experiment's run list, over
+            HTTP: `mytracker server` on the directory of `experiments` against `mlflow server`
+            on the SQLite store of the same data (one worker each).
 """
 
 from __future__ import annotations
@@ -49,7 +52,7 @@ warnings.filterwarnings("ignore")
 
 T0 = 1_700_000_000_000
 BATCH = 1000
-SECTIONS = ("points", "rename", "experiments", "listing")
+SECTIONS = ("points", "rename", "experiments", "listing", "ui")
 failures: list[str] = []
 
 
@@ -319,6 +322,90 @@ def bench_listing(args, tmp) -> None:
               f"{rss_mb} MB {verdict}")
 
 
+# --- ui -------------------------------------------------------------------------------------------
+
+
+def _serve(command: list[str], url: str, log_path: str):
+    import requests
+
+    log = open(log_path, "wb")
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
+                               start_new_session=True)
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(url + "/health", timeout=2).status_code == 200:
+                return process
+        except requests.RequestException:
+            pass
+        time.sleep(0.5)
+    os.killpg(process.pid, 9)
+    raise RuntimeError(f"{command[:4]} did not start: see {log_path}")
+
+
+def bench_ui(args, tmp) -> None:
+    import signal
+    import socket
+
+    import requests
+
+    def free_port() -> int:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            return probe.getsockname()[1]
+
+    print(f"\n[ui] the MLflow UI's calls over HTTP, {args.experiments:,} experiments", flush=True)
+    ports = {"trackio": free_port(), "sqlite": free_port()}
+    commands = {
+        "trackio": [sys.executable, "-m", "mytracker.cli", "server", "--dir", f"{tmp}/many",
+                    "--port", str(ports["trackio"]), "--workers", "1"],
+        "sqlite": [sys.executable, "-m", "mlflow", "server", "--backend-store-uri",
+                   f"sqlite:///{tmp}/many.db", "--port", str(ports["sqlite"]), "--workers", "1"],
+    }
+    servers = {}
+    try:
+        for store, command in commands.items():
+            servers[store] = _serve(command, f"http://127.0.0.1:{ports[store]}",
+                                    f"{tmp}/server-{store}.log")
+        experiment_ids = {}
+        for store in servers:
+            found = requests.post(
+                f"http://127.0.0.1:{ports[store]}/ajax-api/2.0/mlflow/experiments/get-by-name",
+                json={"experiment_name": "exp-00001"}).json()
+            experiment_ids[store] = found["experiment"]["experiment_id"]
+        calls = {
+            "experiment list (search, 25)": lambda store: requests.post(
+                f"http://127.0.0.1:{ports[store]}/ajax-api/2.0/mlflow/experiments/search",
+                json={"max_results": 25, "order_by": ["last_update_time DESC"]}),
+            "one experiment's runs": lambda store: requests.post(
+                f"http://127.0.0.1:{ports[store]}/ajax-api/2.0/mlflow/runs/search",
+                json={"experiment_ids": [experiment_ids[store]], "max_results": 100,
+                      "order_by": ["attributes.start_time DESC"]}),
+        }
+        timings: dict[tuple, list[float]] = {}
+        cases = [(call, store) for call in calls for store in servers]
+        rng = random.Random(2)
+        for round_no in range(args.rounds + 1):
+            rng.shuffle(cases)
+            for call, store in cases:
+                started = time.perf_counter()
+                answer = calls[call](store)
+                elapsed = time.perf_counter() - started
+                assert answer.status_code == 200, answer.text[:300]
+                if round_no:
+                    timings.setdefault((call, store), []).append(elapsed)
+        print(f"  median ms (min-max), {args.rounds} rounds")
+        print(f"  {'call':<30}{'mytracker server':>22}{'mlflow server':>22}{'ratio':>10}")
+        for call in calls:
+            t, s_ = timings[(call, "trackio")], timings[(call, "sqlite")]
+            ratio = median_ms(s_) / median_ms(t)
+            print(f"  {call:<30}{spread(t):>22}{spread(s_):>22}{ratio:>9.2f}x")
+    finally:
+        for process in servers.values():
+            os.killpg(process.pid, signal.SIGTERM)
+            process.wait(timeout=30)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--points", type=int, default=10_000_000)
@@ -341,10 +428,12 @@ def main() -> int:
         big = bench_points(args, tmp, clients)
     if "rename" in args.only:
         bench_rename(args, tmp, clients, big)
-    if "experiments" in args.only or "listing" in args.only:
+    if {"experiments", "listing", "ui"} & set(args.only):
         bench_experiments(args, tmp)
     if "listing" in args.only:
         bench_listing(args, tmp)
+    if "ui" in args.only:
+        bench_ui(args, tmp)
     print(f"\npeak RSS of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024} MB")
     print("all targets met" if not failures else f"targets missed: {', '.join(failures)}")
     return 1 if failures else 0
