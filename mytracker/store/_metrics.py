@@ -27,6 +27,7 @@ from mytracker.store._db import ProjectDB
 from mytracker.store._trackio import (
     SYSTEM_STEP_KEY,
     clamped,
+    finite,
     json_numbers,
     mlflow_metric_key,
     ms_from_iso,
@@ -353,7 +354,9 @@ def metric_history(db: ProjectDB, run_id: str, metric_key: str, max_results, pag
         if start and last == start[:2]:
             done_in_group += skip
         token = _encode_history_token(*last, done_in_group) if last else None
-    return PagedList([Metric(metric_key, value, ts, step) for ts, step, value in page], token)
+    # Infinities stay exact in Trackio's rows; MLflow's answer is its SQL store's (largest double).
+    metrics = [Metric(metric_key, finite(value), ts, step) for ts, step, value in page]
+    return PagedList(metrics, token)
 
 
 def _encode_history_token(timestamp_ms: int, step: int, done: int) -> str:

@@ -81,6 +81,7 @@ from mytracker.store import _dashboard, _db, _metrics
 from mytracker.store._catalog import Catalog
 from mytracker.store._db import DatabaseError, DatasetInputRow, ExperimentRow, ProjectDB, RunRecord
 from mytracker.store._trackio import clamped
+from mytracker.store._trackio import finite
 from mytracker.store._uri import data_dir_from_uri
 
 _logger = logging.getLogger(__name__)
@@ -547,7 +548,7 @@ class TrackioStore(AbstractStore):
             run_name=info.name,
         )
         metrics = [
-            Metric(m.key, float("nan") if m.is_nan else m.value, m.timestamp, m.step)
+            Metric(m.key, float("nan") if m.is_nan else finite(m.value), m.timestamp, m.step)
             for m in loaded.metrics
         ]
         data = RunData(

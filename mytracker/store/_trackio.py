@@ -179,6 +179,13 @@ def clamped(value: float) -> float:
     return max(min(value, MAX_DOUBLE), -MAX_DOUBLE)
 
 
+def finite(value: float) -> float:
+    """An infinity as MLflow's SQL store returns it (the largest double); NaN stays NaN."""
+    if value in (float("inf"), float("-inf")):
+        return MAX_DOUBLE if value > 0 else -MAX_DOUBLE
+    return value
+
+
 def json_numbers(values: Sequence[float]) -> list[str]:
     """Floats as Trackio stores them in JSON, non-finite ones as Trackio's strings ("NaN",
     "Infinity", "-Infinity"), formatted by one orjson call: the hot path of every metric logged.
