@@ -1,11 +1,13 @@
 """The Vertex-AI-style manual API: log a training loop by hand into Trackio.
 
     python examples/manual_api.py
-    trackio show --project manual-api
+    mytracker show --project manual-api      # or: trackio show --project manual-api
 """
 
 import math
+import sys
 import uuid
+from pathlib import Path
 
 import mytracker
 
@@ -25,4 +27,5 @@ mytracker.log_metrics({"test_accuracy": 0.91})
 mytracker.end_run(state="COMPLETE")
 
 print(mytracker.get_experiment_df().drop(columns=["experiment_name"]).to_string())
-print("\nOpen the dashboard with:  trackio show --project manual-api")
+mytracker_command = Path(sys.executable).parent / "mytracker"  # works without activating the venv
+print(f"\nOpen the dashboard with:  {mytracker_command} show --project manual-api")

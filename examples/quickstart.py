@@ -8,6 +8,9 @@ Data goes to Trackio's own directory ($TRACKIO_DIR, else ~/.cache/huggingface/tr
 file per experiment: quickstart.db.
 """
 
+import sys
+from pathlib import Path
+
 from sklearn.datasets import make_classification
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.model_selection import train_test_split
@@ -33,4 +36,5 @@ print(runs[columns].to_string())
 from trackio.sqlite_storage import SQLiteStorage  # noqa: E402  (Trackio's own reader)
 
 print(f"\nData written to {SQLiteStorage.get_project_db_path('quickstart')}")
-print("Open the dashboard with:  trackio show --project quickstart")
+mytracker_command = Path(sys.executable).parent / "mytracker"  # works without activating the venv
+print(f"Open the dashboard with:  {mytracker_command} show --project quickstart")

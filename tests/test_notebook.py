@@ -52,7 +52,7 @@ def test_example_script_runs_on_a_fresh_machine(script, tmp_path):
     )
     assert out.returncode == 0, out.stderr
     assert "FINISHED" in out.stdout
-    assert "Open the dashboard with:  trackio show --project" in out.stdout
+    assert "/mytracker show --project" in out.stdout  # the venv's program: works unactivated
     project = "quickstart" if script == "quickstart.py" else "manual-api"
     db = tmp_path / ".cache" / "huggingface" / "trackio" / f"{project}.db"
     assert db.exists()
