@@ -16,6 +16,7 @@ import json
 import logging
 import math
 import os
+import sys
 import threading
 import uuid
 import weakref
@@ -154,6 +155,30 @@ def _drain_at_exit(store: "TrackioStore") -> None:
         except (AttributeError, RuntimeError):  # another Python, or already shutting down
             atexit.register(drain)
     _LIVE_STORES.add(store)
+
+
+def _skip_spark_lookup_without_pyspark() -> None:
+    """Stop MLflow from trying ``import pyspark`` on every client it builds.
+
+    Each ``MlflowClient()`` (``mlflow.log_metrics`` builds two) resolves the registry URI, and
+    with none set MLflow first asks for an active Spark session, which starts with
+    ``from pyspark.sql import SparkSession``: without pyspark installed that is a failed import
+    scanning ``sys.path``, about 200 us a time. A Spark session can only be active once pyspark
+    has been imported in this process, so until then the answer is None without the import;
+    afterwards MLflow's own lookup runs unchanged. Setting a registry URI instead would also
+    skip it, but would outlive a later ``set_tracking_uri`` and leak into child processes.
+    """
+    from mlflow.tracking._model_registry import utils as registry_utils
+
+    lookup = registry_utils._get_active_spark_session
+    if getattr(lookup, "__wrapped__", None) is not None:
+        return
+
+    @functools.wraps(lookup)
+    def active_spark_session():
+        return lookup() if "pyspark" in sys.modules else None
+
+    registry_utils._get_active_spark_session = active_spark_session
 
 
 def _configure_registry_mappers() -> None:
@@ -328,6 +353,7 @@ class TrackioStore(AbstractStore):
         if os.environ.get("_MLFLOW_SERVER_FILE_STORE"):
             _configure_registry_mappers()
         _drain_at_exit(self)
+        _skip_spark_lookup_without_pyspark()
         if self._catalog.find_experiment(DEFAULT_EXPERIMENT_ID) is None:
             with self._catalog.directory_lock(), _mlflow_errors():
                 if self._catalog.find_experiment(DEFAULT_EXPERIMENT_ID) is None:
