@@ -231,8 +231,9 @@ def log_metrics(conn, run_id: str, run_name: str, columns: tuple) -> int:
     # MLflow's SQL store keeps them (so a retried batch changes nothing). Stored rows of the
     # batch's (step, timestamp) pairs that only hold metrics can take more keys: a step whose
     # keys arrive in two batches stays one Trackio row. Only those pairs are looked up.
-    pairs = set(zip(steps, timestamps))
-    stored, open_rows = _stored_points(conn, run_id, {e[0] for e in encodings.values()}, pairs)
+    stored, open_rows = _stored_points(
+        conn, run_id, {e[0] for e in encodings.values()}, set(zip(steps, timestamps))
+    )
     if stored:
         new = [
             (k, v, t, s)
@@ -250,15 +251,7 @@ def log_metrics(conn, run_id: str, run_name: str, columns: tuple) -> int:
     if not in_order:
         ranks = list(zip(steps, timestamps))
         in_order = all(map(operator.lt, ranks, islice(ranks, 1, None)))
-    if not system_keys and not open_rows and len(pairs) == 1 and len(encodings) == len(keys):
-        # One step of a training loop, each key once: one row, and each point is its key's latest.
-        written = len(keys)
-        rank = (steps[0], timestamps[0])
-        fields = [quoted[k] + ":" + text for k, text in zip(keys, json_numbers(values))]
-        metric_rows = [rank[1], rank[0], "{" + ",".join(fields) + "}"]
-        latest = {k: (rank, v) for k, v in zip(keys, values)}
-        system_rows = []
-    elif not system_keys and not open_rows and (
+    if not system_keys and not open_rows and (
         in_order or len(set(zip(steps, timestamps))) == len(keys)
     ):
         # One point per (step, timestamp), the shape of a one-key series: a row each, and a
@@ -276,6 +269,22 @@ def log_metrics(conn, run_id: str, run_name: str, columns: tuple) -> int:
         heads = {key: "{" + text + ":" for key, text in quoted.items()}
         texts = json_numbers(values)
         metric_rows[2::3] = [heads[k] + t + "}" for k, t in zip(keys, texts)]
+        system_rows = []
+    elif not system_keys and not open_rows and len(set(zip(keys, steps, timestamps))) == len(keys):
+        # Several keys at a (step, timestamp), each once, as a training loop logs its steps:
+        # a row per (step, timestamp), and a key's latest point is the one of its largest rank.
+        written = len(keys)
+        ranks = list(zip(steps, timestamps))
+        fields_by_rank: dict[tuple, list[str]] = {}
+        for key, text, rank in zip(keys, json_numbers(values), ranks):
+            fields_by_rank.setdefault(rank, []).append(quoted[key] + ":" + text)
+        metric_rows = []
+        for (step, ts), fields in fields_by_rank.items():
+            metric_rows += (ts, step, "{" + ",".join(fields) + "}")
+        points = zip(keys, ranks, values)
+        if not all(map(operator.le, ranks, islice(ranks, 1, None))):
+            points = sorted(points, key=operator.itemgetter(1))
+        latest = {key: (rank, value) for key, rank, value in points}
         system_rows = []
     else:
         points = list(zip(keys, values, timestamps, steps))

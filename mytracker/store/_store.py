@@ -645,7 +645,7 @@ class TrackioStore(AbstractStore):
         _validate_run_id(run_id)
         batch = _checked_batch(metrics, params, tags)
         with self._run_tx(run_id) as (_, conn, state):
-            self._write_batches(conn, run_id, state, [batch])
+            self._write_batches(conn, run_id, state, batch.columns, [batch])
 
     def log_batch_async(self, run_id, metrics, params, tags):
         """Queue the batch for the store's writer thread (see `_queue`); the returned
@@ -673,9 +673,10 @@ class TrackioStore(AbstractStore):
             for group in [items] if len(items) == 1 else [items, *([i] for i in items)]:
                 try:
                     _validate_run_id(run_id)
-                    batches = [_checked_batch(i.metrics, i.params, i.tags) for i in group]
+                    batches = [_checked_batch(i.metrics, i.params, i.tags, False) for i in group]
+                    columns = _metrics.metric_columns([m for i in group for m in i.metrics])
                     with _mlflow_errors(), self._run_tx(run_id) as (_, conn, state):
-                        self._write_batches(conn, run_id, state, batches)
+                        self._write_batches(conn, run_id, state, columns, batches)
                 except Exception as e:
                     if group is items and len(items) > 1:
                         continue  # now one at a time
@@ -687,13 +688,11 @@ class TrackioStore(AbstractStore):
                     if group is items:
                         break
 
-    def _write_batches(self, conn, run_id: str, state: _db.RunState, batches: list) -> None:
-        """Write checked batches of one run in the caller's transaction: all metric points
-        together, then params and tags in the order they were logged."""
-        if len(batches) == 1:
-            columns = batches[0].columns
-        else:
-            columns = tuple([x for batch in batches for x in batch.columns[i]] for i in range(4))
+    def _write_batches(
+        self, conn, run_id: str, state: _db.RunState, columns: tuple, batches: list[_Batch]
+    ) -> None:
+        """Write checked batches of one run in the caller's transaction: all their metric
+        points (`columns`) together, then params and tags in the order they were logged."""
         if columns[0]:
             _metrics.log_metrics(conn, run_id, state.name, columns)
             for batch in batches:
@@ -1203,23 +1202,28 @@ def _require_unique_model_params(model_id: str, keys: list[str], existing=()) ->
 
 class _Batch(NamedTuple):
     metrics: list
-    columns: tuple  # `_metrics.metric_columns` of the metrics
+    columns: tuple | None  # `_metrics.metric_columns` of the metrics, when asked for
     params: list
     tags: list
     new_name: str | None  # the run's new name, if a tag renames it
 
 
-def _checked_batch(metrics, params, tags) -> _Batch:
-    """A batch validated as MLflow validates `log_batch` (nothing is written yet)."""
+def _checked_batch(metrics, params, tags, columns: bool = True) -> _Batch:
+    """A batch validated as MLflow validates `log_batch` (nothing is written yet); with
+    `columns=False` its metrics are left for the caller to validate (several batches at once)."""
     _validate_batch_log_limits(metrics, params, tags)
-    columns = _metrics.metric_columns(metrics)
-    params = [_validate_param(p.key, p.value, path=f"params[{i}]") for i, p in enumerate(params)]
-    _require_param_values(params)
-    tags = [_validate_tag(t.key, t.value, path=f"tags[{i}]") for i, t in enumerate(tags)]
-    _validate_param_keys_unique(params)
-    new_name = next((t.value for t in reversed(tags) if t.key == MLFLOW_RUN_NAME), None)
-    _check_run_name(new_name)
-    return _Batch(metrics, columns, params, tags, new_name)
+    metric_columns = _metrics.metric_columns(metrics) if columns else None
+    new_name = None
+    if params or tags:
+        params = [
+            _validate_param(p.key, p.value, path=f"params[{i}]") for i, p in enumerate(params)
+        ]
+        _require_param_values(params)
+        tags = [_validate_tag(t.key, t.value, path=f"tags[{i}]") for i, t in enumerate(tags)]
+        _validate_param_keys_unique(params)
+        new_name = next((t.value for t in reversed(tags) if t.key == MLFLOW_RUN_NAME), None)
+        _check_run_name(new_name)
+    return _Batch(metrics, metric_columns, params, tags, new_name)
 
 
 def _log_model_metrics(conn, run_id: str, metrics) -> None:
