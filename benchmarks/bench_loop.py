@@ -5,7 +5,7 @@ Trackio's own ``trackio.log`` (and W&B offline, if ``wandb`` is importable), in 
 
     python benchmarks/bench_loop.py                 # 5 rounds, 5,000 steps (sqlite: 300)
     python benchmarks/bench_loop.py --quick         # 2 rounds, 1,000 steps: a smoke test
-    python benchmarks/bench_loop.py --profile       # cProfile of one synchronous trackio:// step
+    python benchmarks/bench_loop.py --profile       # cProfile of 100 synchronous trackio:// steps
 
 Every variant runs in its own child interpreter (a fresh data directory; ``TRACKIO_DIR`` set
 before Trackio is imported), one child per variant per round, the variants of a round in a new
@@ -46,6 +46,7 @@ import tempfile
 import time
 
 KEYS = ("loss", "accuracy", "learning_rate")
+PROFILED_STEPS = 100  # --profile: cProfile of these steps in the middle of the loop
 MLFLOW_VARIANTS = {
     "trackio-sync": ("trackio", False),
     "trackio-async": ("trackio", True),
@@ -122,14 +123,15 @@ def _child(variant: str, steps: int, data_dir: str, profile: bool) -> dict:
                 store.log_batch(run_id, metrics, [], [])
                 per_step.append(clock() - t)
         else:
+            profiled = range(steps // 2, steps // 2 + PROFILED_STEPS) if profiler else ()
             for step in range(steps):
                 values = _values(step)
-                if profiler is not None and step == steps // 2:
+                if step in profiled:
                     profiler.enable()
                 t = clock()
                 mlflow.log_metrics(values, step=step)
                 per_step.append(clock() - t)
-                if profiler is not None and step == steps // 2:
+                if step in profiled:
                     profiler.disable()
         mlflow.end_run()
         end = clock()
@@ -140,7 +142,10 @@ def _child(variant: str, steps: int, data_dir: str, profile: bool) -> dict:
             import pstats
 
             out = io.StringIO()
-            pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(25)
+            median = _us(statistics.median(per_step))
+            print(f"cProfile of {PROFILED_STEPS} synchronous steps on {scheme}:// (times and call "
+                  f"counts are for all {PROFILED_STEPS}); median step {median}", file=out)
+            pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(22)
             print(out.getvalue(), file=sys.stderr)
     return {
         "median_s": statistics.median(per_step),
