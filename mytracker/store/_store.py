@@ -48,6 +48,7 @@ from mlflow.entities.run_outputs import RunOutputs
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import BAD_REQUEST
 from mlflow.protos.databricks_pb2 import (
+    BAD_REQUEST,
     INVALID_PARAMETER_VALUE,
     INVALID_STATE,
     NOT_IMPLEMENTED,
@@ -83,6 +84,7 @@ from mytracker.store._catalog import Catalog
 from mytracker.store._db import DatabaseError, DatasetInputRow, ExperimentRow, ProjectDB, RunRecord
 from mytracker.store._queue import BatchQueue, QueuedBatch
 from mytracker.store._trackio import clamped
+from mytracker.store._trackio import finite
 from mytracker.store._uri import data_dir_from_uri
 
 _logger = logging.getLogger(__name__)
@@ -354,7 +356,7 @@ class TrackioStore(AbstractStore):
         _drain_at_exit(self)
         _skip_spark_lookup_without_pyspark()
         if self._catalog.find_experiment(DEFAULT_EXPERIMENT_ID) is None:
-            with self._catalog.directory_lock(), _mlflow_errors():
+            with _mlflow_errors(), self._catalog.directory_lock():
                 if self._catalog.find_experiment(DEFAULT_EXPERIMENT_ID) is None:
                     self._catalog.create_experiment_file(
                         DEFAULT_EXPERIMENT_ID, Experiment.DEFAULT_EXPERIMENT_NAME, None,
@@ -402,7 +404,7 @@ class TrackioStore(AbstractStore):
                 raise MlflowException(
                     f"Experiment(name={name}) already exists.", RESOURCE_ALREADY_EXISTS
                 )
-            experiment_id = str(1 + max((int(e.experiment_id) for _, e in experiments), default=0))
+            experiment_id = self._catalog.new_experiment_id(experiments)
             self._catalog.create_experiment_file(
                 experiment_id, name, artifact_location, self.artifact_uri,
                 get_current_time_millis(), {t.key: t.value for t in tags or []},
@@ -469,9 +471,8 @@ class TrackioStore(AbstractStore):
             if experiment.lifecycle_stage != LifecycleStage.ACTIVE:
                 raise MlflowException("Cannot rename a non-active experiment.", INVALID_STATE)
             if new_name != experiment.name and self.get_experiment_by_name(new_name):
-                raise MlflowException(
-                    f"Experiment(name={new_name}) already exists.", RESOURCE_ALREADY_EXISTS
-                )
+                # BAD_REQUEST, as MLflow's SQL store answers (its unique constraint fails).
+                raise MlflowException(f"Experiment(name={new_name}) already exists.", BAD_REQUEST)
             with db.write() as conn:
                 _db.update_experiment(conn, name=new_name, last_update_time=get_current_time_millis())
 
@@ -572,7 +573,7 @@ class TrackioStore(AbstractStore):
             run_name=info.name,
         )
         metrics = [
-            Metric(m.key, float("nan") if m.is_nan else m.value, m.timestamp, m.step)
+            Metric(m.key, float("nan") if m.is_nan else finite(m.value), m.timestamp, m.step)
             for m in loaded.metrics
         ]
         data = RunData(
@@ -589,6 +590,7 @@ class TrackioStore(AbstractStore):
 
     def update_run_info(self, run_id, run_status, end_time, run_name):
         _check_run_name(run_name)
+        _metrics.check_int64(end_time, "end_time")
         with self._run_tx(run_id) as (db, conn, _):
             fields = {}
             if run_status is not None:
@@ -602,7 +604,10 @@ class TrackioStore(AbstractStore):
                 _db.update_run(conn, run_id, **fields)
                 _dashboard.refresh_config(conn, run_id)
             row = _db.run_row(conn, run_id)
-        if run_status is not None and RunStatus.is_terminated(run_status):
+        ended = run_status is not None and RunStatus.is_terminated(run_status)
+        if run_name or ended:  # at the end, also rows a killed rename left under an old name
+            _db.rename_run_rows(db, run_id, row.name)
+        if ended:
             self._publish_images(db, row)
         return self._to_run(db.experiment().experiment_id, RunRecord(row)).info
 
@@ -644,8 +649,10 @@ class TrackioStore(AbstractStore):
     def log_batch(self, run_id, metrics, params, tags):
         _validate_run_id(run_id)
         batch = _checked_batch(metrics, params, tags)
-        with self._run_tx(run_id) as (_, conn, state):
+        with self._run_tx(run_id) as (db, conn, state):
             self._write_batches(conn, run_id, state, batch.columns, [batch])
+        if batch.new_name:
+            _db.rename_run_rows(db, run_id, batch.new_name)
 
     def log_batch_async(self, run_id, metrics, params, tags):
         """Queue the batch for the store's writer thread (see `_queue`); the returned
@@ -675,8 +682,12 @@ class TrackioStore(AbstractStore):
                     _validate_run_id(run_id)
                     batches = [_checked_batch(i.metrics, i.params, i.tags, False) for i in group]
                     columns = _metrics.metric_columns([m for i in group for m in i.metrics])
-                    with _mlflow_errors(), self._run_tx(run_id) as (_, conn, state):
+                    with _mlflow_errors(), self._run_tx(run_id) as (db, conn, state):
                         self._write_batches(conn, run_id, state, columns, batches)
+                    new_names = [b.new_name for b in batches if b.new_name]
+                    if new_names:
+                        with _mlflow_errors():
+                            _db.rename_run_rows(db, run_id, new_names[-1])
                 except Exception as e:
                     if group is items and len(items) > 1:
                         continue  # now one at a time
@@ -692,7 +703,8 @@ class TrackioStore(AbstractStore):
         self, conn, run_id: str, state: _db.RunState, columns: tuple, batches: list[_Batch]
     ) -> None:
         """Write checked batches of one run in the caller's transaction: all their metric
-        points (`columns`) together, then params and tags in the order they were logged."""
+        points (`columns`) together, then params and tags in the order they were logged. (A
+        new run name reaches the run's metric rows after the transaction: `rename_run_rows`.)"""
         if columns[0]:
             _metrics.log_metrics(conn, run_id, state.name, columns)
             for batch in batches:
@@ -814,6 +826,8 @@ class TrackioStore(AbstractStore):
                     on_batch(len(batch))
             _dashboard.refresh_config(conn, run_id)
             row = _db.run_row(conn, run_id)
+        if "name" in fields:
+            _db.rename_run_rows(db, run_id, row.name)
         if RunStatus.is_terminated(RunStatus.from_string(info.status)):
             self._publish_images(db, row)
         self._catalog.remember_run(run_id, db.path)
@@ -833,8 +847,8 @@ class TrackioStore(AbstractStore):
 
         host = socket.gethostname()
         closed = []
-        for db, experiment in self._catalog.experiments():
-            for run_id, owner_host, pid, started, last_ms in db.running_runs():
+        for path, experiment in self._catalog.experiments():
+            for run_id, owner_host, pid, started, last_ms in self._catalog.db(path).running_runs():
                 if owner_host != host or _process_alive(pid, started):
                     continue
                 closed.append((experiment.name, run_id))
