@@ -369,9 +369,9 @@ def bench_ui(args, tmp) -> None:
                                     f"{tmp}/server-{store}.log")
         experiment_ids = {}
         for store in servers:
-            found = requests.post(
+            found = requests.get(
                 f"http://127.0.0.1:{ports[store]}/ajax-api/2.0/mlflow/experiments/get-by-name",
-                json={"experiment_name": "exp-00001"}).json()
+                params={"experiment_name": "exp-00001"}).json()
             experiment_ids[store] = found["experiment"]["experiment_id"]
         calls = {
             "experiment list (search, 25)": lambda store: requests.post(

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import json
 import logging
 import os
 import re
@@ -31,6 +30,8 @@ from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
+
+import orjson  # a dependency of Trackio's
 
 from mytracker.store import _dashboard
 from mytracker.store._db import DatabaseError, ExperimentRow, ProjectDB
@@ -57,18 +58,23 @@ CREATE TABLE IF NOT EXISTS ids_read (name TEXT PRIMARY KEY, identity TEXT NOT NU
 """
 
 
-def _identity(path: Path) -> str | None:
-    """The file's identity (inode, size, mtime of the file and of its WAL), "racy" if it changed
-    in the last 0.1 s, or None if it is gone."""
+def _identity(path: str | Path, wal_exists: bool = True) -> str | None:
+    """The file's identity (inode, size, mtime of the file, and of its WAL while that holds
+    frames), "racy" if it changed in the last 0.1 s, or None if it is gone. An empty or missing
+    WAL counts alike: readers open and close one without changing anything. (`wal_exists`
+    False: a directory listing just showed there is none, so it is not looked for.)"""
     try:
         main = os.stat(path)
     except FileNotFoundError:
         return None
-    try:
-        wal = os.stat(f"{path}-wal")
-        wal_part, newest = f"{wal.st_size}:{wal.st_mtime_ns}", max(main.st_mtime_ns, wal.st_mtime_ns)
-    except FileNotFoundError:
-        wal_part, newest = "-", main.st_mtime_ns
+    wal_part, newest = "-", main.st_mtime_ns
+    if wal_exists:
+        try:
+            wal = os.stat(f"{path}-wal")
+            if wal.st_size:
+                wal_part, newest = f"{wal.st_size}:{wal.st_mtime_ns}", max(newest, wal.st_mtime_ns)
+        except FileNotFoundError:
+            pass
     if time.time_ns() - newest < _RACY_NS:
         return "racy"
     return f"{main.st_ino}:{main.st_size}:{main.st_mtime_ns}:{wal_part}"
@@ -138,11 +144,11 @@ class _Index:
 
 
 def _experiment_json(experiment: ExperimentRow) -> str:
-    return json.dumps(experiment._asdict(), ensure_ascii=False)
+    return orjson.dumps(experiment._asdict()).decode()
 
 
 def _experiment_from_json(text: str) -> ExperimentRow:
-    return ExperimentRow(**json.loads(text))
+    return ExperimentRow(**orjson.loads(text))
 
 # A new project file is first made as `.<file>.<pid>.<host>.draft` (older versions: without the
 # host), plus SQLite's -wal/-shm/-journal beside it while open.
@@ -232,14 +238,14 @@ class Catalog:
             self._forget(path)
             self._index.write("DELETE FROM files WHERE name = ?", [(path.name,)])
             return None
-        if identity != "racy":
-            self._index.write(
-                "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?)",
-                [(
-                    path.name, identity, experiment and _experiment_json(experiment), problem,
-                    experiment and experiment.experiment_id, experiment and experiment.name,
-                )],
-            )
+        # A "racy" identity is recorded too: it never matches, so the file is read again.
+        self._index.write(
+            "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?)",
+            [(
+                path.name, identity, experiment and _experiment_json(experiment), problem,
+                experiment and experiment.experiment_id, experiment and experiment.name,
+            )],
+        )
         if problem:
             if strict:
                 raise DatabaseError(problem)
@@ -261,40 +267,63 @@ class Catalog:
             self._warn_skipping(path, problem)
         return None if experiment is None else _experiment_from_json(experiment)
 
-    def experiments(self) -> list[tuple[Path, ExperimentRow]]:
-        """Every experiment of the directory with its file, in file-name order; damaged files are
-        skipped (with one warning each) so the others still list. Only files that changed since
-        the index last read them are opened."""
+    def _sync(self) -> list[tuple[str, str | None]]:
+        """Bring the index up to date with the directory: `stat` every project file and read
+        again only those that changed. Returns (file name, experiment JSON or None) per file,
+        in name order; damaged files warn (once each) and hold None."""
         recorded = {
             name: (identity, experiment, problem)
             for name, identity, experiment, problem in self._index.query(
                 "SELECT name, identity, experiment, problem FROM files"
             )
         }
+        listing = os.listdir(self.data_dir)
+        wals = {n for n in listing if n.endswith(".db-wal")}
+        names = sorted(n for n in listing if n.endswith(".db") and n[0] != ".")
+        directory = str(self.data_dir)
         found = []
-        names = sorted(path.name for path in self.data_dir.glob("*.db"))
         for name in names:
             identity, experiment, problem = recorded.get(name, ("", None, None))
-            current = self._current(name, identity, experiment, problem)
-            if current is not None:
-                found.append((self.data_dir / name, current))
+            now = _identity(os.path.join(directory, name), f"{name}-wal" in wals)
+            if now is None or now == "racy" or now != identity:
+                current = self._read(self.data_dir / name, now)
+                experiment = None if current is None else _experiment_json(current)
+            elif problem:
+                self._warn_skipping(self.data_dir / name, problem)
+            found.append((name, experiment))
         gone = set(recorded) - set(names)
         self._index.write("DELETE FROM files WHERE name = ?", [(name,) for name in gone])
         return found
 
+    def experiments(self) -> list[tuple[Path, ExperimentRow]]:
+        """Every experiment of the directory with its file, in file-name order; damaged files are
+        skipped (with one warning each) so the others still list. Only files that changed since
+        the index last read them are opened."""
+        return [
+            (self.data_dir / name, _experiment_from_json(experiment))
+            for name, experiment in self._sync()
+            if experiment is not None
+        ]
+
+    def experiment_ids(self) -> list[int]:
+        """The ids of every readable experiment of the directory."""
+        self._sync()
+        return [int(row[0]) for row in self._index.query(
+            "SELECT experiment_id FROM files WHERE experiment_id IS NOT NULL"
+        )]
+
     def _find(self, field: str, value: str) -> tuple[Path, ExperimentRow] | None:
-        """The experiment whose `field` ("experiment_id" or "name") is `value`."""
+        """The experiment whose `field` ("experiment_id" or "name") is `value`: where the index
+        says, checked; else after bringing the index up to date."""
         column = "experiment_id" if field == "experiment_id" else "experiment_name"
-        for row in self._index.query(
-            f"SELECT name, identity, experiment, problem FROM files WHERE {column} = ?", (value,)
-        ):
-            current = self._current(*row)
-            if current is not None and getattr(current, field) == value:
-                return self.data_dir / row[0], current
-        # Not where the index says: list the directory (which reads only changed files).
-        for path, current in self.experiments():
-            if getattr(current, field) == value:
-                return path, current
+        sql = f"SELECT name, identity, experiment, problem FROM files WHERE {column} = ?"
+        for synced in (False, True):
+            if synced:
+                self._sync()
+            for row in self._index.query(sql, (value,)):
+                current = self._current(*row)
+                if current is not None and getattr(current, field) == value:
+                    return self.data_dir / row[0], current
         return None
 
     def find_experiment(self, experiment_id: str) -> tuple[ProjectDB, ExperimentRow] | None:
@@ -336,7 +365,7 @@ class Catalog:
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
-    def new_experiment_id(self, experiments: list[tuple[Path, ExperimentRow]]) -> str:
+    def new_experiment_id(self) -> str:
         """The id of a new experiment, under the directory lock: one more than any id handed out
         before. A file that cannot be read now (damaged, moved away for a while) still holds its
         id, so the largest id ever handed out is kept in `.mytracker.ids` beside the files; it
@@ -349,7 +378,7 @@ class Catalog:
         except (OSError, ValueError) as e:
             _logger.warning("Rebuilding %s from the project files: %s", mark, e)
             handed_out = 0
-        new_id = 1 + max([handed_out, *(int(e.experiment_id) for _, e in experiments)])
+        new_id = 1 + max([handed_out, *self.experiment_ids()])
         draft = mark.with_name(f"{mark.name}.{os.getpid()}")
         try:
             draft.write_text(f"{new_id}\n")

@@ -400,12 +400,11 @@ class TrackioStore(AbstractStore):
         for tag in tags or []:
             _validate_experiment_tag(tag.key, tag.value)
         with self._catalog.directory_lock():
-            experiments = self._catalog.experiments()
             if self.get_experiment_by_name(name) is not None:
                 raise MlflowException(
                     f"Experiment(name={name}) already exists.", RESOURCE_ALREADY_EXISTS
                 )
-            experiment_id = self._catalog.new_experiment_id(experiments)
+            experiment_id = self._catalog.new_experiment_id()
             self._catalog.create_experiment_file(
                 experiment_id, name, artifact_location, self.artifact_uri,
                 get_current_time_millis(), {t.key: t.value for t in tags or []},
