@@ -6,7 +6,6 @@ says which name and where mytracker uses it, instead of a user's run breaking so
 """
 
 import sqlite3
-import threading
 import tomllib
 from importlib.metadata import version
 from pathlib import Path
@@ -215,10 +214,14 @@ def test_sql_store_sessions_as_mytracker_opens_them(tmp_path):
     assert mlflow_version() == Version(mlflow.__version__).release[:2]
 
 
-def test_threading_exit_hook():
-    """mytracker/store/_store.py `_drain_at_exit` writes what asynchronous logging still holds
-    from threading's exit hooks (run before concurrent.futures stops); atexit is the fallback."""
-    assert callable(getattr(threading, "_register_atexit", None)), (
-        "threading._register_atexit is gone in this Python: the store falls back to atexit, "
-        "which runs after MLflow's async queue stops accepting work"
+def test_spark_session_lookup_for_the_registry_uri():
+    """mytracker/store/_store.py `_skip_spark_lookup_without_pyspark` wraps the name MLflow's
+    registry-URI resolution calls on every `MlflowClient()`."""
+    from mlflow.tracking._model_registry import utils as registry_utils
+
+    assert callable(getattr(registry_utils, "_get_active_spark_session", None)), (
+        "mlflow.tracking._model_registry.utils._get_active_spark_session is gone: update "
+        "_skip_spark_lookup_without_pyspark in mytracker/store/_store.py"
     )
+    lookup = registry_utils._get_registry_uri_from_spark_session
+    assert "_get_active_spark_session" in lookup.__code__.co_names

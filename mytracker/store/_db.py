@@ -736,6 +736,12 @@ def write_config(
 # --- metric rows (inside a transaction) ---------------------------------------------------------
 
 
+_NEAR_SQL = {
+    (table, column): f"SELECT 1 FROM {table} WHERE run_id = ? AND {column} BETWEEN ? AND ? LIMIT 1"
+    for table in ("metrics", "system_metrics") for column in ("timestamp", "step")
+}
+
+
 def stored_points(
     conn: sqlite3.Connection, system: bool, run_id: str, pairs: set[tuple[int, int]]
 ) -> list[StoredPoint]:
@@ -751,16 +757,12 @@ def stored_points(
     table, step_sql = metric_table(system)
     steps = sorted({step for step, _ in pairs})
     stamps = iso_texts(sorted({ts for _, ts in pairs}))
-    near = "SELECT 1 FROM {table} WHERE run_id = ? AND {column} BETWEEN ? AND ? LIMIT 1"
-    if conn.execute(
-        near.format(table=table, column="timestamp"), (run_id, stamps[0], stamps[-1])
-    ).fetchone() is None:
+    near = _NEAR_SQL
+    if conn.execute(near[table, "timestamp"], (run_id, stamps[0], stamps[-1])).fetchone() is None:
         return []
     column, values = "timestamp", stamps
     if not system:  # Trackio's system table has no step column, and so no step index
-        if conn.execute(
-            near.format(table=table, column="step"), (run_id, steps[0], steps[-1])
-        ).fetchone() is None:
+        if conn.execute(near[table, "step"], (run_id, steps[0], steps[-1])).fetchone() is None:
             return []
         cap = 4 * len(pairs) + 64
         if _count_up_to(conn, "step", run_id, steps, cap) < _count_up_to(
@@ -824,22 +826,26 @@ def insert_system_rows(conn: sqlite3.Connection, run_id: str, run_name: str, row
     _insert_values(conn, table, (run_id, run_name), 2, values)
 
 
+def _latest_rank(table: str) -> str:
+    value = f"min(max(coalesce({table}.value, 0), {-MAX_DOUBLE!r}), {MAX_DOUBLE!r})"
+    return f"({table}.step, {table}.timestamp, {value})"
+
+
+_UPSERT_LATEST_SQL = (
+    "INSERT INTO mlflow_latest_metrics (run_id, key, value, timestamp, step, is_nan) "
+    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (run_id, key) DO UPDATE SET "
+    "value = excluded.value, timestamp = excluded.timestamp, step = excluded.step, "
+    f"is_nan = excluded.is_nan WHERE {_latest_rank('excluded')} > "
+    f"{_latest_rank('mlflow_latest_metrics')}"
+)
+
+
 def upsert_latest_metrics(
     conn: sqlite3.Connection, run_id: str, latest: Iterable[tuple[str, float | None, int, int, int]]
 ) -> None:
     """Keep, per key, the point MLflow calls latest: the largest (step, timestamp, value),
     comparing NaN as 0 and infinities as the largest finite doubles, as MLflow's SQL store."""
-    def rank(table: str) -> str:
-        value = f"min(max(coalesce({table}.value, 0), {-MAX_DOUBLE!r}), {MAX_DOUBLE!r})"
-        return f"({table}.step, {table}.timestamp, {value})"
-
-    conn.executemany(
-        "INSERT INTO mlflow_latest_metrics (run_id, key, value, timestamp, step, is_nan) "
-        "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (run_id, key) DO UPDATE SET "
-        "value = excluded.value, timestamp = excluded.timestamp, step = excluded.step, "
-        f"is_nan = excluded.is_nan WHERE {rank('excluded')} > {rank('mlflow_latest_metrics')}",
-        [(run_id, *point) for point in latest],
-    )
+    conn.executemany(_UPSERT_LATEST_SQL, [(run_id, *point) for point in latest])
 
 
 def insert_media_rows(conn: sqlite3.Connection, rows: list[tuple]) -> int:

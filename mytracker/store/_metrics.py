@@ -288,6 +288,22 @@ def log_metrics(conn, run_id: str, run_name: str, columns: tuple) -> int:
         texts = json_numbers(values)
         metric_rows[2::3] = [heads[k] + t + "}" for k, t in zip(keys, texts)]
         system_rows = []
+    elif not system_keys and not open_rows and len(set(zip(keys, steps, timestamps))) == len(keys):
+        # Several keys at a (step, timestamp), each once, as a training loop logs its steps:
+        # a row per (step, timestamp), and a key's latest point is the one of its largest rank.
+        written = len(keys)
+        ranks = list(zip(steps, timestamps))
+        fields_by_rank: dict[tuple, list[str]] = {}
+        for key, text, rank in zip(keys, json_numbers(values), ranks):
+            fields_by_rank.setdefault(rank, []).append(quoted[key] + ":" + text)
+        metric_rows = []
+        for (step, ts), fields in fields_by_rank.items():
+            metric_rows += (ts, step, "{" + ",".join(fields) + "}")
+        points = zip(keys, ranks, values)
+        if not all(map(operator.le, ranks, islice(ranks, 1, None))):
+            points = sorted(points, key=operator.itemgetter(1))
+        latest = {key: (rank, value) for key, rank, value in points}
+        system_rows = []
     else:
         points = list(zip(keys, values, timestamps, steps))
         latest = _latest_points(points)

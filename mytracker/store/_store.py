@@ -16,12 +16,13 @@ import json
 import logging
 import math
 import os
-import threading
+import sys
 import uuid
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import NamedTuple
 
 from mlflow.entities import (
     Dataset,
@@ -58,6 +59,7 @@ from mlflow.store.entities.paged_list import PagedList
 from mlflow.store.tracking import SEARCH_LOGGED_MODEL_MAX_RESULTS_DEFAULT
 from mlflow.store.tracking import SEARCH_MAX_RESULTS_DEFAULT, SEARCH_MAX_RESULTS_THRESHOLD
 from mlflow.store.tracking.abstract_store import AbstractStore
+from mlflow.utils.async_logging.run_operations import RunOperations
 from mlflow.utils.mlflow_tags import MLFLOW_LOGGED_MODELS
 from mlflow.utils.mlflow_tags import MLFLOW_RUN_NAME
 from mlflow.utils.name_utils import _generate_random_name
@@ -80,6 +82,7 @@ from mlflow.utils.validation import (
 from mytracker.store import _dashboard, _db, _metrics
 from mytracker.store._catalog import Catalog
 from mytracker.store._db import DatabaseError, DatasetInputRow, ExperimentRow, ProjectDB, RunRecord
+from mytracker.store._queue import BatchQueue, QueuedBatch
 from mytracker.store._trackio import clamped
 from mytracker.store._trackio import finite
 from mytracker.store._uri import data_dir_from_uri
@@ -137,11 +140,11 @@ _drain_registered = False
 
 
 def _drain_at_exit(store: "TrackioStore") -> None:
-    """Write what asynchronous logging still holds when the interpreter exits.
+    """Write what asynchronous logging still holds when the interpreter exits normally.
 
-    MLflow drains its queue in an atexit hook, which runs after concurrent.futures has stopped
-    accepting work, and so loses the last batches. Threading's exit hooks run earlier (the last
-    registered first), so the drain is registered there, once for all stores.
+    The store's writer thread (`_queue`) is a daemon, so it stops, mid-wait, when the
+    interpreter does. An atexit hook runs after every non-daemon thread has finished logging
+    and before the interpreter stops: it writes the rest, once for all stores.
     """
     global _drain_registered
     if not _drain_registered:
@@ -151,11 +154,32 @@ def _drain_at_exit(store: "TrackioStore") -> None:
             for live in list(_LIVE_STORES):
                 live.shut_down_async_logging()
 
-        try:
-            threading._register_atexit(drain)
-        except (AttributeError, RuntimeError):  # another Python, or already shutting down
-            atexit.register(drain)
+        atexit.register(drain)
     _LIVE_STORES.add(store)
+
+
+def _skip_spark_lookup_without_pyspark() -> None:
+    """Stop MLflow from trying ``import pyspark`` on every client it builds.
+
+    Each ``MlflowClient()`` (``mlflow.log_metrics`` builds two) resolves the registry URI, and
+    with none set MLflow first asks for an active Spark session, which starts with
+    ``from pyspark.sql import SparkSession``: without pyspark installed that is a failed import
+    scanning ``sys.path``, about 200 us a time. A Spark session can only be active once pyspark
+    has been imported in this process, so until then the answer is None without the import;
+    afterwards MLflow's own lookup runs unchanged. Setting a registry URI instead would also
+    skip it, but would outlive a later ``set_tracking_uri`` and leak into child processes.
+    """
+    from mlflow.tracking._model_registry import utils as registry_utils
+
+    lookup = registry_utils._get_active_spark_session
+    if getattr(lookup, "__wrapped__", None) is not None:
+        return
+
+    @functools.wraps(lookup)
+    def active_spark_session():
+        return lookup() if "pyspark" in sys.modules else None
+
+    registry_utils._get_active_spark_session = active_spark_session
 
 
 def _configure_registry_mappers() -> None:
@@ -245,7 +269,6 @@ def _is_text_order(kind: str, key: str) -> bool:
 # Base-class methods that already work on top of the methods above.
 _INHERITED_OK = {
     "log_metric", "log_param", "log_metric_async", "log_param_async", "set_tag_async",
-    "log_batch_async", "end_async_logging", "flush_async_logging", "shut_down_async_logging",
     "search_runs", "get_metric_history_bulk_interval_from_steps",
     "get_metric_history_bulk_interval", "supports_workspaces", "supports_trace_archival",
 }
@@ -327,9 +350,12 @@ class TrackioStore(AbstractStore):
         # Trackio's dashboard lists them (see `_dashboard`).
         self.artifact_uri = artifact_uri
         self._catalog = Catalog(self.data_dir)
+        self._queue = BatchQueue(self._write_queued)
+        self._run_files: dict[str, Path] = {}  # run id -> the file it was last found in
         if os.environ.get("_MLFLOW_SERVER_FILE_STORE"):
             _configure_registry_mappers()
         _drain_at_exit(self)
+        _skip_spark_lookup_without_pyspark()
         if self._catalog.find_experiment(DEFAULT_EXPERIMENT_ID) is None:
             with _mlflow_errors(), self._catalog.directory_lock():
                 if self._catalog.find_experiment(DEFAULT_EXPERIMENT_ID) is None:
@@ -468,9 +494,22 @@ class TrackioStore(AbstractStore):
     # --- runs ----------------------------------------------------------------------------------
 
     def _locate_run(self, run_id: str, rescan: bool) -> ProjectDB:
+        """The run's file. Without `rescan`: the file this store last found the run in, without
+        asking the catalog's index (a query a call), as a training loop logs to one run. Every
+        caller checks that the run is in the file it gets and asks again with `rescan` if not,
+        so this memory never hides another process's change."""
+        path = None if rescan else self._run_files.get(run_id)
+        if path is not None:
+            try:
+                return self._catalog.db(path)
+            except (DatabaseError, FileNotFoundError):
+                pass
         db = self._catalog.locate_run(run_id, rescan)
         if db is None:
             raise MlflowException(f"Run with id={run_id} not found", RESOURCE_DOES_NOT_EXIST)
+        if len(self._run_files) >= 100_000:  # a long-lived server: stay bounded
+            self._run_files.clear()
+        self._run_files[run_id] = db.path
         return db
 
     @contextmanager
@@ -622,29 +661,79 @@ class TrackioStore(AbstractStore):
 
     def log_batch(self, run_id, metrics, params, tags):
         _validate_run_id(run_id)
-        _validate_batch_log_limits(metrics, params, tags)
-        columns = _metrics.metric_columns(metrics)
-        params = [_validate_param(p.key, p.value, path=f"params[{i}]") for i, p in enumerate(params)]
-        _require_param_values(params)
-        tags = [_validate_tag(t.key, t.value, path=f"tags[{i}]") for i, t in enumerate(tags)]
-        _validate_param_keys_unique(params)
-        new_name = next((t.value for t in reversed(tags) if t.key == MLFLOW_RUN_NAME), None)
-        _check_run_name(new_name)
+        batch = _checked_batch(metrics, params, tags)
         with self._run_tx(run_id) as (db, conn, state):
-            if params:
-                self._log_params(conn, run_id, params)
-            if columns[0]:
-                _metrics.log_metrics(conn, run_id, state.name, columns)
-                _log_model_metrics(conn, run_id, metrics)
-            if tags:
-                if new_name:
-                    _db.update_run(conn, run_id, name=new_name)
+            self._write_batches(conn, run_id, state, batch.columns, [batch])
+        if batch.new_name:
+            _db.rename_run_rows(db, run_id, batch.new_name)
+
+    def log_batch_async(self, run_id, metrics, params, tags):
+        """Queue the batch for the store's writer thread (see `_queue`); the returned
+        operations settle once it is written, or carry the error that stopped it."""
+        return RunOperations([self._queue.append(run_id, metrics, params, tags)])
+
+    def flush_async_logging(self):
+        self._queue.flush()
+
+    def end_async_logging(self):
+        self._queue.flush()
+
+    def shut_down_async_logging(self):
+        self._queue.flush()
+
+    def _write_queued(self, queued: list[QueuedBatch]) -> None:
+        """The writer's side of `log_batch_async`: each run's batches in one transaction, as
+        consecutive `log_batch` calls would write them. If that fails, each batch is written
+        alone, so a bad batch fails only its own caller; failures are logged, as MLflow's
+        queue logs them, and set on the caller's future."""
+        by_run: dict[str, list[QueuedBatch]] = {}
+        for item in queued:
+            by_run.setdefault(item.run_id, []).append(item)
+        for run_id, items in by_run.items():
+            for group in [items] if len(items) == 1 else [items, *([i] for i in items)]:
+                try:
+                    _validate_run_id(run_id)
+                    batches = [_checked_batch(i.metrics, i.params, i.tags, False) for i in group]
+                    columns = _metrics.metric_columns([m for i in group for m in i.metrics])
+                    with _mlflow_errors(), self._run_tx(run_id) as (db, conn, state):
+                        self._write_batches(conn, run_id, state, columns, batches)
+                    new_names = [b.new_name for b in batches if b.new_name]
+                    if new_names:
+                        with _mlflow_errors():
+                            _db.rename_run_rows(db, run_id, new_names[-1])
+                except Exception as e:
+                    if group is items and len(items) > 1:
+                        continue  # now one at a time
+                    _logger.error("Run Id %s: Failed to log run data: Exception: %s", run_id, e)
+                    group[0].future.set_exception(e)
+                else:
+                    for item in group:
+                        item.future.set_result(None)
+                    if group is items:
+                        break
+
+    def _write_batches(
+        self, conn, run_id: str, state: _db.RunState, columns: tuple, batches: list[_Batch]
+    ) -> None:
+        """Write checked batches of one run in the caller's transaction: all their metric
+        points (`columns`) together, then params and tags in the order they were logged. (A
+        new run name reaches the run's metric rows after the transaction: `rename_run_rows`.)"""
+        if columns[0]:
+            _metrics.log_metrics(conn, run_id, state.name, columns)
+            for batch in batches:
+                _log_model_metrics(conn, run_id, batch.metrics)
+        config_changed = False
+        for batch in batches:
+            if batch.params:
+                self._log_params(conn, run_id, batch.params)
+            if batch.tags:
+                if batch.new_name:
+                    _db.update_run(conn, run_id, name=batch.new_name)
                 # Later duplicates of a key win, as in MLflow.
-                _db.set_tags(conn, run_id, {t.key: t.value for t in tags}.items())
-            if params or tags:
-                _dashboard.refresh_config(conn, run_id)
-        if new_name:
-            _db.rename_run_rows(db, run_id, new_name)
+                _db.set_tags(conn, run_id, {t.key: t.value for t in batch.tags}.items())
+            config_changed = config_changed or bool(batch.params or batch.tags)
+        if config_changed:
+            _dashboard.refresh_config(conn, run_id)
 
     @staticmethod
     def _log_params(conn, run_id: str, params: list[Param]) -> None:
@@ -1136,6 +1225,32 @@ def _require_unique_model_params(model_id: str, keys: list[str], existing=()) ->
                 f"The logged model {model_id} already has a param with key {key!r}.", BAD_REQUEST
             )
         seen.add(key)
+
+
+class _Batch(NamedTuple):
+    metrics: list
+    columns: tuple | None  # `_metrics.metric_columns` of the metrics, when asked for
+    params: list
+    tags: list
+    new_name: str | None  # the run's new name, if a tag renames it
+
+
+def _checked_batch(metrics, params, tags, columns: bool = True) -> _Batch:
+    """A batch validated as MLflow validates `log_batch` (nothing is written yet); with
+    `columns=False` its metrics are left for the caller to validate (several batches at once)."""
+    _validate_batch_log_limits(metrics, params, tags)
+    metric_columns = _metrics.metric_columns(metrics) if columns else None
+    new_name = None
+    if params or tags:
+        params = [
+            _validate_param(p.key, p.value, path=f"params[{i}]") for i, p in enumerate(params)
+        ]
+        _require_param_values(params)
+        tags = [_validate_tag(t.key, t.value, path=f"tags[{i}]") for i, t in enumerate(tags)]
+        _validate_param_keys_unique(params)
+        new_name = next((t.value for t in reversed(tags) if t.key == MLFLOW_RUN_NAME), None)
+        _check_run_name(new_name)
+    return _Batch(metrics, metric_columns, params, tags, new_name)
 
 
 def _log_model_metrics(conn, run_id: str, metrics) -> None:
