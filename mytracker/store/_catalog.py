@@ -191,6 +191,7 @@ class Catalog:
         self._dbs: OrderedDict[Path, ProjectDB] = OrderedDict()
         self._pid = os.getpid()
         self._index = _Index(data_dir)
+        self._found: dict[str, Path] = {}  # run or model id -> the file it was last found in
         self._broken_warned: set[Path] = set()
 
     # --- open files -----------------------------------------------------------------------------
@@ -475,21 +476,30 @@ class Catalog:
         return self._locate(model_id, rescan)
 
     def remember_run(self, run_id: str, path: Path) -> None:
+        self._found[run_id] = path
         self._index.write("INSERT OR REPLACE INTO ids VALUES (?, ?)", [(run_id, path.name)])
 
     remember_model = remember_run
 
     def _locate(self, entity_id: str, rescan: bool) -> ProjectDB | None:
-        if rescan:
-            self._read_changed_ids()
-        for (name,) in self._index.query("SELECT name FROM ids WHERE id = ?", (entity_id,)):
-            try:
-                return self.db(self.data_dir / name)
-            except (DatabaseError, FileNotFoundError):
-                pass
-        if not rescan:
-            return self._locate(entity_id, rescan=True)
-        return None
+        # Where this process last found it, without a query (a training loop logs to one run a
+        # call): callers check the file holds it and ask again with `rescan` if not.
+        path = None if rescan else self._found.get(entity_id)
+        if path is None:
+            if rescan:
+                self._read_changed_ids()
+            names = self._index.query("SELECT name FROM ids WHERE id = ?", (entity_id,))
+            if not names:
+                return None if rescan else self._locate(entity_id, rescan=True)
+            path = self.data_dir / names[0][0]
+        try:
+            db = self.db(path)
+        except (DatabaseError, FileNotFoundError):
+            return None if rescan else self._locate(entity_id, rescan=True)
+        if len(self._found) >= 100_000:  # a long-lived server: stay bounded
+            self._found.clear()
+        self._found[entity_id] = path
+        return db
 
     def _read_changed_ids(self) -> None:
         read = dict(self._index.query("SELECT name, identity FROM ids_read"))

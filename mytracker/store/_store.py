@@ -351,7 +351,6 @@ class TrackioStore(AbstractStore):
         self.artifact_uri = artifact_uri
         self._catalog = Catalog(self.data_dir)
         self._queue = BatchQueue(self._write_queued)
-        self._run_files: dict[str, Path] = {}  # run id -> the file it was last found in
         if os.environ.get("_MLFLOW_SERVER_FILE_STORE"):
             _configure_registry_mappers()
         _drain_at_exit(self)
@@ -494,22 +493,11 @@ class TrackioStore(AbstractStore):
     # --- runs ----------------------------------------------------------------------------------
 
     def _locate_run(self, run_id: str, rescan: bool) -> ProjectDB:
-        """The run's file. Without `rescan`: the file this store last found the run in, without
-        asking the catalog's index (a query a call), as a training loop logs to one run. Every
-        caller checks that the run is in the file it gets and asks again with `rescan` if not,
-        so this memory never hides another process's change."""
-        path = None if rescan else self._run_files.get(run_id)
-        if path is not None:
-            try:
-                return self._catalog.db(path)
-            except (DatabaseError, FileNotFoundError):
-                pass
+        """The run's file. Every caller checks that the run is in the file it gets, and asks
+        again with `rescan` if not."""
         db = self._catalog.locate_run(run_id, rescan)
         if db is None:
             raise MlflowException(f"Run with id={run_id} not found", RESOURCE_DOES_NOT_EXIST)
-        if len(self._run_files) >= 100_000:  # a long-lived server: stay bounded
-            self._run_files.clear()
-        self._run_files[run_id] = db.path
         return db
 
     @contextmanager
