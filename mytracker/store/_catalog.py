@@ -32,9 +32,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
-from mytracker.store import _dashboard
+from mytracker.store import _dashboard, _native
 from mytracker.store._db import DatabaseError, ExperimentRow, ProjectDB
-from mytracker.store._trackio import project_stem
+from mytracker.store._trackio import is_native_experiment_id, project_stem
 
 _logger = logging.getLogger(__name__)
 
@@ -223,7 +223,7 @@ class Catalog:
         experiment, problem = None, None
         if identity is not None:
             try:
-                experiment = self.db(path).experiment()
+                experiment = self.experiment_in(self.db(path))
             except FileNotFoundError:
                 identity = None
             except DatabaseError as e:
@@ -316,6 +316,11 @@ class Catalog:
         found = self._find("name", name)
         return None if found is None else found[1]
 
+    @staticmethod
+    def experiment_in(db: ProjectDB) -> ExperimentRow | None:
+        """The file's experiment: MLflow's, else that of a Trackio project (see `_native`)."""
+        return db.experiment() or _native.experiment(db)
+
     def refresh(self, path: Path) -> None:
         """Record a file's experiment again after this process changed it."""
         self._read(path, _identity(path))
@@ -349,7 +354,11 @@ class Catalog:
         except (OSError, ValueError) as e:
             _logger.warning("Rebuilding %s from the project files: %s", mark, e)
             handed_out = 0
-        new_id = 1 + max([handed_out, *(int(e.experiment_id) for _, e in experiments)])
+        new_id = 1 + max([
+            handed_out,
+            *(int(e.experiment_id) for _, e in experiments
+              if not is_native_experiment_id(e.experiment_id)),
+        ])
         draft = mark.with_name(f"{mark.name}.{os.getpid()}")
         try:
             draft.write_text(f"{new_id}\n")
