@@ -274,3 +274,38 @@ def test_ids_when_a_trackio_project_is_renamed_or_deleted(data_dir, store_uri):
         (data_dir / f"second.db{suffix}").unlink(missing_ok=True)
     assert client.get_experiment_by_name("third") is None
     assert "third" not in {e.name for e in client.search_experiments()}
+
+
+@pytest.mark.heavy  # starts MLflow's tracking server
+def test_mlflow_ui_lists_and_plots_trackio_runs_through_mytracker_server(data_dir, tmp_path):
+    import requests
+
+    from servers import mytracker_server
+
+    run_id = _run_trackio(data_dir, "served", "trackio-served", 5)
+    log_path = tmp_path / "server.log"
+    with mytracker_server(data_dir, workers=1, log_path=log_path) as url:
+        api = f"{url}/ajax-api/2.0/mlflow"  # what MLflow's UI calls
+        experiments = requests.post(f"{api}/experiments/search", json={"max_results": 100}).json()
+        served = next(e for e in experiments["experiments"] if e["name"] == "served")
+        experiment_id = served["experiment_id"]
+        runs = requests.post(
+            f"{api}/runs/search", json={"experiment_ids": [experiment_id], "max_results": 100}
+        ).json()["runs"]
+        assert [r["info"]["run_id"] for r in runs] == [run_id]
+        assert runs[0]["info"]["run_name"] == "trackio-served"
+        assert {m["key"] for m in runs[0]["data"]["metrics"]} >= {"loss", "step"}
+        datasets = requests.post(
+            f"{api}/experiments/search-datasets", json={"experiment_ids": [experiment_id]}
+        )
+        assert datasets.status_code == 200
+        plotted = requests.get(
+            f"{api}/metrics/get-history-bulk-interval",
+            params={"run_ids": run_id, "metric_key": "loss", "max_results": 320},
+        ).json()["metrics"]
+        assert [(m["step"], m["value"]) for m in plotted] == [(s, 1.0 / (s + 1)) for s in range(5)]
+        history = requests.get(
+            f"{url}/api/2.0/mlflow/metrics/get-history", params={"run_id": run_id, "metric_key": "loss"}
+        ).json()["metrics"]
+        assert len(history) == 5
+    assert " 500 " not in log_path.read_text(errors="replace")
