@@ -123,9 +123,11 @@ def has_run(db: ProjectDB, run_id: str) -> bool:
 
 
 def runs(
-    db: ProjectDB, experiment_row: ExperimentRow, run_ids: Sequence[str] | None = None
+    db: ProjectDB, experiment_row: ExperimentRow, run_ids: Sequence[str] | None = None,
+    with_metrics: bool = True,
 ) -> dict[str, RunRecord]:
-    """Trackio's own runs in the file (those of `run_ids`, or all), as MLflow's run records."""
+    """Trackio's own runs in the file (those of `run_ids`, or all), as MLflow's run records;
+    their latest metrics (which cost a read of every row of the run) only `with_metrics`."""
     now = _now_ms()
     with db.read() as conn:
         if not _db.is_trackio_project(conn):
@@ -134,7 +136,7 @@ def runs(
         if run_ids is not None:
             wanted = [i for i in wanted if i in set(run_ids)]
         return {
-            run_id: _record(conn, run_id, experiment_row, now)
+            run_id: _record(conn, run_id, experiment_row, now, with_metrics)
             for run_id in wanted
             if _RUN_ID.match(run_id)
         }
@@ -158,7 +160,9 @@ def _param_text(value) -> str:
     return value if isinstance(value, str) else str(value)
 
 
-def _record(conn, run_id: str, experiment_row: ExperimentRow, now_ms: int) -> RunRecord:
+def _record(
+    conn, run_id: str, experiment_row: ExperimentRow, now_ms: int, with_metrics: bool = True
+) -> RunRecord:
     from mlflow.utils.uri import append_to_uri_path
 
     source = _db.trackio_run(conn, run_id)
@@ -195,7 +199,7 @@ def _record(conn, run_id: str, experiment_row: ExperimentRow, now_ms: int) -> Ru
         lifecycle_stage=experiment_row.lifecycle_stage,
         artifact_uri=append_to_uri_path(experiment_row.artifact_location, run_id, "artifacts"),
     )
-    return RunRecord(info, params, tags, _latest_metrics(conn, run_id))
+    return RunRecord(info, params, tags, _latest_metrics(conn, run_id) if with_metrics else [])
 
 
 def _ms_or_none(text) -> int | None:

@@ -849,6 +849,9 @@ class TrackioStore(AbstractStore):
 
         found: list[tuple[_db.SearchRow, ProjectDB, str]] = []
         trackio_runs: dict[str, Run] = {}  # runs Trackio made, not recorded by MLflow
+        # Their metrics cost a read of all their rows: only for the page, unless searched by.
+        by_metrics = any(c[0] == "metric" for c in clauses) or any(o[0] == "metric" for o in orders)
+        trackio_experiments: dict[Path, ExperimentRow] = {}
         for experiment_id in dict.fromkeys(str(_parse_experiment_id(e)) for e in experiment_ids):
             located = self._catalog.find_experiment(experiment_id)
             if located is None:
@@ -856,9 +859,10 @@ class TrackioStore(AbstractStore):
             db = located[0]
             rows = db.search_runs(stages, clauses, [(kind, key) for kind, key, _ in orders])
             found.extend((row, db, experiment_id) for row in rows)
+            trackio_experiments[db.path] = located[1]
             native = [
                 self._to_run(experiment_id, record)
-                for record in _native.runs(db, located[1]).values()
+                for record in _native.runs(db, located[1], with_metrics=by_metrics).values()
                 if record.info.lifecycle_stage in stages
             ]
             # MLflow's own in-memory search semantics (those of its file store) for these.
@@ -888,12 +892,20 @@ class TrackioStore(AbstractStore):
         token = SearchUtils.create_page_token(end) if end < len(found) else None
         page = found[offset:end]
         by_db: dict[Path, list[str]] = {}
+        trackio_page: dict[Path, list[str]] = {}
         for row, db, _ in page:
             if row.run_id not in trackio_runs:
                 by_db.setdefault(db.path, []).append(row.run_id)
+            elif not by_metrics:
+                trackio_page.setdefault(db.path, []).append(row.run_id)
         loaded = {}
         for path, run_ids in by_db.items():
             loaded.update(self._catalog.db(path).load_runs(run_ids))
+        for path, run_ids in trackio_page.items():
+            for run_id, record in _native.runs(
+                self._catalog.db(path), trackio_experiments[path], run_ids
+            ).items():
+                trackio_runs[run_id] = self._to_run(trackio_runs[run_id].info.experiment_id, record)
         runs = [
             trackio_runs.get(row.run_id) or self._to_run(experiment_id, loaded[row.run_id])
             for row, _, experiment_id in page
