@@ -13,6 +13,9 @@ experiment, or finding a run or a model by id does not open every file:
   changed since its ids were last read are read again;
 - the index is a cache: deleted or damaged, it is rebuilt from the files (the first listing then
   opens every file once); where it cannot be written it lives in memory for the process.
+
+A Trackio project mytracker did not make is an experiment too (read by ``_native``, with an id
+derived from its file name), and the run ids of Trackio's own tables are indexed with the rest.
 """
 
 from __future__ import annotations
@@ -345,7 +348,8 @@ class Catalog:
         """The id of a new experiment, under the directory lock: one more than any id handed out
         before. A file that cannot be read now (damaged, moved away for a while) still holds its
         id, so the largest id ever handed out is kept in `.mytracker.ids` beside the files; it
-        only grows, and a missing one is rebuilt from the files."""
+        only grows, and a missing one is rebuilt from the files. The ids derived for Trackio's
+        own projects (`_native`) lie beyond every sequential id and are not counted."""
         mark = self.data_dir / ".mytracker.ids"
         try:
             handed_out = int(mark.read_text())
