@@ -152,7 +152,7 @@ def test_trackio_projects_and_runs_are_mlflow_experiments_and_runs(data_dir, sto
     assert not any(t.startswith("mlflow_") for t in tables)
 
 
-def test_a_running_trackio_run_and_a_writer_logging_while_mlflow_reads(data_dir, store_uri):
+def test_a_running_trackio_run_and_a_writer_logging_while_mlflow_reads(data_dir, store_uri, monkeypatch):
     client = MlflowClient(store_uri)
     writer = _trackio_writer(data_dir, "live", "live-run", 400, pause=0.01)
     run_id = _run_id(writer)
@@ -174,9 +174,40 @@ def test_a_running_trackio_run_and_a_writer_logging_while_mlflow_reads(data_dir,
     assert writer.returncode == 0, writer.stderr.read()
     assert not errors
     assert len(seen) > 3 and seen == sorted(seen)
-    assert len(client.get_metric_history(run_id, "loss")) == 400
-    # A run that stopped logging IDLE_S ago counts as finished, ended at its last row.
-    assert client.get_run(run_id).info.status == "RUNNING"  # the default: 300 s
+    history = client.get_metric_history(run_id, "loss")
+    assert len(history) == 400
+    # Trackio recorded no end: the run stays RUNNING until it has been idle for IDLE_S (300 s),
+    # then it is FINISHED, ended at its last row.
+    assert client.get_run(run_id).info.status == "RUNNING"
+    monkeypatch.setattr(_native, "IDLE_S", 0.0)
+    run = client.get_run(run_id)
+    assert run.info.status == "FINISHED"
+    assert run.info.end_time >= max(m.timestamp for m in history)
+
+
+def test_mlflow_writes_to_a_run_trackio_is_still_logging(data_dir, store_uri):
+    client = MlflowClient(store_uri)
+    writer = _trackio_writer(data_dir, "shared", "both-doors", 300, pause=0.01)
+    run_id = _run_id(writer)
+    while True:  # once Trackio's first rows are in, MLflow writes to the same run
+        try:
+            if client.get_metric_history(run_id, "loss"):
+                break
+        except MlflowException:
+            pass
+    client.set_tag(run_id, "watched", "yes")  # adopts the project and records the run
+    for step in range(5):
+        client.log_metric(run_id, "mlflow/eval", step / 10, step=step)
+    _, err = writer.communicate(timeout=180)
+    assert writer.returncode == 0, err
+    assert "locked" not in err
+    history = client.get_metric_history(run_id, "loss")
+    assert [m.step for m in history] == list(range(300))  # none of Trackio's rows lost
+    assert [m.value for m in client.get_metric_history(run_id, "mlflow/eval")] == [0, 0.1, 0.2, 0.3, 0.4]
+    conn = sqlite3.connect(data_dir / "shared.db")
+    assert conn.execute(
+        "SELECT count(*) FROM metrics WHERE run_id = ? AND instr(metrics, ?)", (run_id, '"loss"')
+    ).fetchone()[0] == 300
 
 
 def test_mytracker_copy_carries_trackio_runs_to_sqlite(data_dir, store_uri, tmp_path, finished_now):

@@ -134,7 +134,8 @@ def runs(
             return {}
         wanted = _db.unrecorded_run_ids(conn, adopted(db))
         if run_ids is not None:
-            wanted = [i for i in wanted if i in set(run_ids)]
+            asked = set(run_ids)
+            wanted = [i for i in wanted if i in asked]
         return {
             run_id: _record(conn, run_id, experiment_row, now, with_metrics)
             for run_id in wanted

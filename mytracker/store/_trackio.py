@@ -141,9 +141,13 @@ def quoted_key(trackio_key: str) -> str:
 
 def metric_table(system: bool) -> tuple[str, str]:
     """(table, SQL expression of a row's step) for Trackio's metric or system-metric rows.
-    Trackio's own system rows carry no step: theirs is 0."""
+    Trackio's own system rows carry no step: theirs is 0. Trackio writes its JSON as a BLOB,
+    which SQLite 3.45+ would read as its binary JSONB: read as text."""
     if system:
-        return "system_metrics", f"coalesce(json_extract(metrics, '$.{SYSTEM_STEP_KEY}'), 0)"
+        return (
+            "system_metrics",
+            f"coalesce(json_extract(CAST(metrics AS TEXT), '$.{SYSTEM_STEP_KEY}'), 0)",
+        )
     return "metrics", "step"
 
 
