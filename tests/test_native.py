@@ -14,6 +14,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import mlflow
@@ -340,3 +341,28 @@ def test_mlflow_ui_lists_and_plots_trackio_runs_through_mytracker_server(data_di
         ).json()["metrics"]
         assert len(history) == 5
     assert " 500 " not in log_path.read_text(errors="replace")
+
+
+def test_an_index_from_before_lists_trackio_projects_it_recorded_as_empty(data_dir, store_uri):
+    lister = (
+        "import sys, mlflow; client = mlflow.MlflowClient(sys.argv[1]); "
+        "print([e.name for e in client.search_experiments()])"
+    )
+
+    def names_in_a_new_process():
+        listed = subprocess.run(
+            [sys.executable, "-c", lister, store_uri], capture_output=True, text=True, timeout=120,
+        )
+        assert listed.returncode == 0, listed.stderr
+        return listed.stdout.strip()
+
+    _run_trackio(data_dir, "older", "r", 1)
+    time.sleep(0.2)  # a file changed in the last 0.1 s is never recorded (see _catalog)
+    assert "older" in names_in_a_new_process()
+    # The directory index as the previous version left it: the file holds nothing for MLflow.
+    index = sqlite3.connect(data_dir / ".mytracker-catalog.sqlite", isolation_level=None)
+    index.execute("UPDATE files SET experiment = NULL, experiment_id = NULL, experiment_name = NULL")
+    index.execute("DELETE FROM ids")
+    index.execute("PRAGMA user_version = 0")
+    index.close()
+    assert "older" in names_in_a_new_process()

@@ -58,6 +58,9 @@ CREATE INDEX IF NOT EXISTS files_experiment_name ON files(experiment_name);
 CREATE TABLE IF NOT EXISTS ids (id TEXT PRIMARY KEY, name TEXT NOT NULL);  -- runs and models
 CREATE TABLE IF NOT EXISTS ids_read (name TEXT PRIMARY KEY, identity TEXT NOT NULL);
 """
+# What the index records of a file changed with: 2 reads Trackio's own projects and run ids
+# (see `_native`), which version 1 (user_version 0) recorded as holding nothing.
+_INDEX_VERSION = 2
 
 
 def _identity(path: Path) -> str | None:
@@ -110,6 +113,13 @@ class _Index:
             conn.execute("PRAGMA journal_mode = WAL")
             conn.executescript(_INDEX_SCHEMA)
             conn.execute("SELECT count(*) FROM files").fetchone()
+            if conn.execute("PRAGMA user_version").fetchone()[0] != _INDEX_VERSION:
+                # Recorded by another version: every file is read again (ids are only hints).
+                conn.execute("BEGIN IMMEDIATE")
+                conn.execute("DELETE FROM files")
+                conn.execute("DELETE FROM ids_read")
+                conn.execute(f"PRAGMA user_version = {_INDEX_VERSION}")
+                conn.execute("COMMIT")
         except BaseException:
             conn.close()
             raise
