@@ -4,7 +4,9 @@ This is the one place where MLflow concepts are translated: an experiment is a T
 file, a run is a Trackio run with the same id, params and tags become the run's Trackio config,
 and every metric point becomes Trackio metric data. MLflow's own SQLite store is the reference
 for every answer and every error. Where things live: which file holds what in ``_catalog``,
-metric points in ``_metrics``, what the dashboard shows in ``_dashboard``, SQL in ``_db``.
+metric points in ``_metrics``, what the dashboard shows in ``_dashboard``, SQL in ``_db``, and
+the projects and runs Trackio's own API wrote (read as experiments and runs, made MLflow's by
+the first MLflow write) in ``_native``.
 """
 
 from __future__ import annotations
