@@ -680,7 +680,8 @@ def record_run(conn: sqlite3.Connection, record: RunRecord) -> None:
     insert_params(conn, record.info.run_id, record.params.items())
     set_tags(conn, record.info.run_id, record.tags.items())
     upsert_latest_metrics(
-        conn, record.info.run_id, [(m.key, m.value, m.timestamp, m.step, m.is_nan) for m in record.metrics]
+        conn, record.info.run_id,
+        [(m.key, m.value, m.timestamp, m.step, m.is_nan) for m in record.metrics],
     )
 
 
@@ -800,7 +801,7 @@ def write_config(
 
 
 def is_trackio_project(conn: sqlite3.Connection) -> bool:
-    """Whether the file has Trackio's run tables (a version-2 file without them is not a project)."""
+    """Whether the file has Trackio's run tables (a version-2 file without them is no project)."""
     names = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     return {"metrics", "configs", "system_metrics"} <= names
 
@@ -868,7 +869,9 @@ def trackio_run(conn: sqlite3.Connection, run_id: str) -> TrackioRun:
 def trackio_rows(conn: sqlite3.Connection, run_id: str, system: bool) -> Iterator[tuple]:
     """(step, timestamp text, metrics JSON) of every metric (or system-metric) row of a run."""
     table, step = metric_table(system)
-    yield from conn.execute(f"SELECT {step}, timestamp, metrics FROM {table} WHERE run_id = ?", (run_id,))
+    yield from conn.execute(
+        f"SELECT {step}, timestamp, metrics FROM {table} WHERE run_id = ?", (run_id,)
+    )
 
 
 # --- metric rows (inside a transaction) ---------------------------------------------------------

@@ -10,8 +10,8 @@ an MLflow run, read from what Trackio records:
   artifact location where Trackio's Files view lists it;
 - **run**: id Trackio's ``run_id`` (``uuid4().hex``, the shape of MLflow's), name its
   ``run_name``, params the run's config (without the keys Trackio adds itself), tags
-  ``mlflow.runName``, ``mlflow.user`` (Trackio's ``_Username``; user ``unknown`` without), ``trackio.group`` and
-  ``mytracker.origin = trackio``, metrics every number in its rows (``system/<key>`` for its
+  ``mlflow.runName``, ``mlflow.user`` (Trackio's ``_Username``; user ``unknown`` without it),
+  ``trackio.group`` and ``mytracker.origin = trackio``, metrics every number in its rows (``system/<key>`` for its
   system metrics), start time Trackio's ``_Created``. Trackio records no status and no end: a
   run whose last row is younger than ``IDLE_S`` is RUNNING with no end time, else FINISHED,
   ended at its last row.
@@ -36,7 +36,14 @@ from contextlib import contextmanager
 import orjson  # a dependency of Trackio's
 
 from mytracker.store import _dashboard, _db
-from mytracker.store._db import DatabaseError, ExperimentRow, LatestMetric, ProjectDB, RunRecord, RunRow
+from mytracker.store._db import (
+    DatabaseError,
+    ExperimentRow,
+    LatestMetric,
+    ProjectDB,
+    RunRecord,
+    RunRow,
+)
 from mytracker.store._trackio import (
     ORIGIN_TAG,
     SYSTEM_STEP_KEY,

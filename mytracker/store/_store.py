@@ -246,7 +246,8 @@ def _order_keys(run: Run, orders: list[tuple[str, str, bool]]) -> tuple:
             keys.append((2, None) if value is None else (0, value))
         elif kind == "metric":
             value = run.data.metrics.get(key)
-            keys.append((2, None) if value is None else (1, None) if value != value else (0, clamped(value)))
+            rank = 2 if value is None else 1 if value != value else 0
+            keys.append((rank, clamped(value) if rank == 0 else None))
         else:
             value = (run.data.params if kind == "param" else run.data.tags).get(key)
             keys.append((2, None) if value is None else (0, value))
@@ -371,7 +372,9 @@ class TrackioStore(AbstractStore):
         _require_active("experiment", experiment_id, experiment.lifecycle_stage)
         return db, experiment
 
-    def _writable(self, db: ProjectDB, experiment: ExperimentRow) -> tuple[ProjectDB, ExperimentRow]:
+    def _writable(
+        self, db: ProjectDB, experiment: ExperimentRow
+    ) -> tuple[ProjectDB, ExperimentRow]:
         """The experiment, adopted first if it is a Trackio project mytracker did not make (its
         first MLflow write): from then on its MLflow state lives in its file."""
         if experiment.native:
