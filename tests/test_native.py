@@ -366,3 +366,22 @@ def test_an_index_from_before_lists_trackio_projects_it_recorded_as_empty(data_d
     index.execute("PRAGMA user_version = 0")
     index.close()
     assert "older" in names_in_a_new_process()
+
+
+def test_history_pages_through_rows_trackio_stamped_alike(data_dir, store_uri):
+    from mytracker.store._store import TrackioStore
+
+    # Trackio stamps each flush's rows with one microsecond timestamp: pages end inside them.
+    run_id = _run_trackio(data_dir, "pages", "paged", 50)
+    conn = sqlite3.connect(data_dir / "pages.db")
+    stamps = conn.execute("SELECT count(DISTINCT timestamp) FROM metrics WHERE run_id = ?", (run_id,))
+    assert stamps.fetchone()[0] < 50
+    store = TrackioStore(store_uri)
+    steps, token = [], None
+    for _ in range(20):  # 8 pages; more means pages repeat points
+        page = store.get_metric_history(run_id, "loss", max_results=7, page_token=token)
+        steps += [m.step for m in page]
+        token = page.token
+        if not token:
+            break
+    assert steps == list(range(50)) and token is None

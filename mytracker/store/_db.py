@@ -460,8 +460,10 @@ class ProjectDB:
         table, step = metric_table(system)
         where, args = "run_id = ? AND instr(metrics, ?) > 0", [run_id, quoted_key + ":"]
         if start is not None:
-            where += f" AND (timestamp, {step}) >= (?, ?)"
-            args += [iso_from_ms(start[0]), start[1]]
+            # Trackio's own rows carry microseconds: those of the start's millisecond sort after
+            # its text whatever their step, so within that millisecond the step decides.
+            where += f" AND (timestamp, {step}) >= (?, ?) AND (timestamp >= ? OR {step} >= ?)"
+            args += [iso_from_ms(start[0]), start[1], iso_from_ms(start[0] + 1), start[1]]
         if only is not None:
             # A range: Trackio's own rows carry microseconds, a point's timestamp only ms.
             where += f" AND timestamp >= ? AND timestamp < ? AND {step} = ?"
