@@ -133,12 +133,16 @@ def test_existing_trackio_project_is_adopted_by_its_own_name(tracking, data_dir)
     (data_dir / "plainproj.db").write_bytes(source.read_bytes())
 
     client = MlflowClient()
-    assert client.get_experiment_by_name("plainproj") is None  # not an MLflow experiment yet
-    experiment_id = client.create_experiment("plainproj")
-    run = client.create_run(experiment_id)
+    # A Trackio project is an MLflow experiment already, under its own name (see test_native.py).
+    experiment_id = client.get_experiment_by_name("plainproj").experiment_id
+    with pytest.raises(MlflowException, match="already exists"):
+        client.create_experiment("plainproj")
+    run = client.create_run(experiment_id)  # the first MLflow write adopts the file in place
     client.log_metric(run.info.run_id, "y", 2.0)
+    assert client.get_experiment_by_name("plainproj").experiment_id == experiment_id
     names = {r["name"] for r in _trackio_records(data_dir / "plainproj.db")}
     assert names == {"trackio-run", run.info.run_name}
+    assert [p.name for p in data_dir.glob("plainproj*.db")] == ["plainproj.db"]  # in place
 
 
 def _trackio_records(path):

@@ -13,6 +13,9 @@ experiment, or finding a run or a model by id does not open every file:
   changed since its ids were last read are read again;
 - the index is a cache: deleted or damaged, it is rebuilt from the files (the first listing then
   opens every file once); where it cannot be written it lives in memory for the process.
+
+A Trackio project mytracker did not make is an experiment too (read by ``_native``, with an id
+derived from its file name), and the run ids of Trackio's own tables are indexed with the rest.
 """
 
 from __future__ import annotations
@@ -33,9 +36,9 @@ from pathlib import Path
 
 import orjson  # a dependency of Trackio's
 
-from mytracker.store import _dashboard
+from mytracker.store import _dashboard, _native
 from mytracker.store._db import DatabaseError, ExperimentRow, ProjectDB
-from mytracker.store._trackio import project_stem
+from mytracker.store._trackio import is_native_experiment_id, project_stem
 
 _logger = logging.getLogger(__name__)
 
@@ -56,6 +59,9 @@ CREATE INDEX IF NOT EXISTS files_experiment_name ON files(experiment_name);
 CREATE TABLE IF NOT EXISTS ids (id TEXT PRIMARY KEY, name TEXT NOT NULL);  -- runs and models
 CREATE TABLE IF NOT EXISTS ids_read (name TEXT PRIMARY KEY, identity TEXT NOT NULL);
 """
+# What the index records of a file changed with: 2 reads Trackio's own projects and run ids
+# (see `_native`), which version 1 (user_version 0) recorded as holding nothing.
+_INDEX_VERSION = 2
 
 
 def _identity(path: str | Path, wal_exists: bool = True) -> str | None:
@@ -113,6 +119,13 @@ class _Index:
             conn.execute("PRAGMA journal_mode = WAL")
             conn.executescript(_INDEX_SCHEMA)
             conn.execute("SELECT count(*) FROM files").fetchone()
+            if conn.execute("PRAGMA user_version").fetchone()[0] != _INDEX_VERSION:
+                # Recorded by another version: every file is read again (ids are only hints).
+                conn.execute("BEGIN IMMEDIATE")
+                conn.execute("DELETE FROM files")
+                conn.execute("DELETE FROM ids_read")
+                conn.execute(f"PRAGMA user_version = {_INDEX_VERSION}")
+                conn.execute("COMMIT")
         except BaseException:
             conn.close()
             raise
@@ -230,7 +243,7 @@ class Catalog:
         experiment, problem = None, None
         if identity is not None:
             try:
-                experiment = self.db(path).experiment()
+                experiment = self.experiment_in(self.db(path))
             except FileNotFoundError:
                 identity = None
             except DatabaseError as e:
@@ -346,6 +359,11 @@ class Catalog:
         found = self._find("name", name)
         return None if found is None else found[1]
 
+    @staticmethod
+    def experiment_in(db: ProjectDB) -> ExperimentRow | None:
+        """The file's experiment: MLflow's, else that of a Trackio project (see `_native`)."""
+        return db.experiment() or _native.experiment(db)
+
     def refresh(self, path: Path) -> None:
         """Record a file's experiment again after this process changed it."""
         self._read(path, _identity(path))
@@ -370,7 +388,8 @@ class Catalog:
         """The id of a new experiment, under the directory lock: one more than any id handed out
         before. A file that cannot be read now (damaged, moved away for a while) still holds its
         id, so the largest id ever handed out is kept in `.mytracker.ids` beside the files; it
-        only grows, and a missing one is rebuilt from the files."""
+        only grows, and a missing one is rebuilt from the files. The ids derived for Trackio's
+        own projects (`_native`) lie beyond every sequential id and are not counted."""
         mark = self.data_dir / ".mytracker.ids"
         try:
             handed_out = int(mark.read_text())
@@ -379,7 +398,9 @@ class Catalog:
         except (OSError, ValueError) as e:
             _logger.warning("Rebuilding %s from the project files: %s", mark, e)
             handed_out = 0
-        new_id = 1 + max([handed_out, *self.experiment_ids()])
+        new_id = 1 + max([
+            handed_out, *(i for i in self.experiment_ids() if not is_native_experiment_id(str(i)))
+        ])
         draft = mark.with_name(f"{mark.name}.{os.getpid()}")
         try:
             draft.write_text(f"{new_id}\n")

@@ -36,7 +36,7 @@ from urllib.request import url2pathname
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_USER
 
 from mytracker.store import _db
-from mytracker.store._trackio import iso_from_ms
+from mytracker.store._trackio import ORIGIN_TAG, TRACKIO_CONFIG_KEYS, TRACKIO_ORIGIN, iso_from_ms
 
 __all__ = [
     "IMAGE_SUFFIXES", "default_artifact_location", "image_rows", "publish_run_images",
@@ -60,7 +60,19 @@ def refresh_config(conn: sqlite3.Connection, run_id: str) -> None:
         "_mlflow_lifecycle_stage": stage,
         "_mlflow_tags": tags,
     }
+    if tags.get(ORIGIN_TAG) == TRACKIO_ORIGIN:  # a run Trackio made: keep what it wrote
+        _keep_trackio_values(config, _db.run_config(conn, run_id))
     _db.write_config(conn, run_id, name, config, start_time or 0)
+
+
+def _keep_trackio_values(config: dict, previous: dict) -> None:
+    """Keep the typed values of a Trackio-made run's config (``0.1``, not MLflow's param text
+    ``"0.1"``) and the keys Trackio writes itself, so its dashboard shows them as before."""
+    for key, value in previous.items():
+        if key in TRACKIO_CONFIG_KEYS:
+            config[key] = value
+        elif key in config and not isinstance(value, str) and str(value) == config[key]:
+            config[key] = value
 
 
 # What Trackio's image view renders (Pillow formats browsers display).

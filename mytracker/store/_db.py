@@ -59,6 +59,7 @@ class ExperimentRow(NamedTuple):
     creation_time: int | None
     last_update_time: int | None
     tags: dict[str, str]
+    native: bool = False  # a Trackio project mytracker did not make (see `_native`): not adopted
 
 
 class RunState(NamedTuple):
@@ -113,6 +114,18 @@ class SearchRow(NamedTuple):
     run_id: str
     start_time: int | None
     order_keys: tuple[tuple[int, Any], ...]
+
+
+class TrackioRun(NamedTuple):
+    """What Trackio's own tables record of a run: its configs row (if any) and the timestamp
+    texts of its first and last metric and system-metric rows (None where it has none)."""
+
+    run_id: str
+    run_name: str | None
+    config: str | None  # the JSON text
+    created_at: str | None
+    first_row: str | None
+    last_row: str | None
 
 
 class StoredPoint(NamedTuple):
@@ -389,14 +402,7 @@ class ProjectDB:
         if not self._is_adopted():
             return None
         with self.read() as conn:
-            row = conn.execute(
-                "SELECT experiment_id, name, artifact_location, lifecycle_stage, creation_time, "
-                "last_update_time FROM mlflow_experiment"
-            ).fetchone()
-            if row is None:
-                return None
-            tags = dict(conn.execute("SELECT key, value FROM mlflow_experiment_tags"))
-        return ExperimentRow(*row, tags)
+            return experiment_row(conn)
 
     def has_run(self, run_id: str) -> bool:
         if not self._is_adopted():
@@ -414,17 +420,22 @@ class ProjectDB:
             return has_logged_models_table(conn) and logged_model_row(conn, model_id) is not None
 
     def entity_ids(self) -> list[str]:
-        """Every run id and logged-model id in the file."""
+        """Every run id and logged-model id in the file, and the ids of the runs in Trackio's
+        tables that MLflow did not make."""
         if not self._is_adopted():
-            return []
+            with self.read() as conn:
+                return trackio_run_ids(conn) if is_trackio_project(conn) else []
         with self.read() as conn:
             ids = [row[0] for row in conn.execute("SELECT run_id FROM mlflow_runs")]
+            ids += trackio_run_ids(conn)
             if has_logged_models_table(conn):
                 ids += [row[0] for row in conn.execute("SELECT model_id FROM mlflow_logged_models")]
         return ids
 
     def running_runs(self) -> list[tuple]:
         """(run_id, host, pid, process_start, last metric timestamp_ms) of RUNNING runs."""
+        if not self._is_adopted():
+            return []
         with self.read() as conn:
             return conn.execute(
                 "SELECT r.run_id, o.host, o.pid, o.process_start, "
@@ -449,11 +460,14 @@ class ProjectDB:
         table, step = metric_table(system)
         where, args = "run_id = ? AND instr(metrics, ?) > 0", [run_id, quoted_key + ":"]
         if start is not None:
-            where += f" AND (timestamp, {step}) >= (?, ?)"
-            args += [iso_from_ms(start[0]), start[1]]
+            # Trackio's own rows carry microseconds: those of the start's millisecond sort after
+            # its text whatever their step, so within that millisecond the step decides.
+            where += f" AND (timestamp, {step}) >= (?, ?) AND (timestamp >= ? OR {step} >= ?)"
+            args += [iso_from_ms(start[0]), start[1], iso_from_ms(start[0] + 1), start[1]]
         if only is not None:
-            where += f" AND timestamp = ? AND {step} = ?"
-            args += [iso_from_ms(only[0]), only[1]]
+            # A range: Trackio's own rows carry microseconds, a point's timestamp only ms.
+            where += f" AND timestamp >= ? AND timestamp < ? AND {step} = ?"
+            args += [iso_from_ms(only[0]), iso_from_ms(only[0] + 1), only[1]]
         sql = (
             f"SELECT {step}, timestamp, metrics FROM {table} "
             f"WHERE {where} ORDER BY timestamp, {step}, id"
@@ -567,6 +581,35 @@ class ProjectDB:
 # --- experiment (inside a transaction) ----------------------------------------------------------
 
 
+def experiment_row(conn: sqlite3.Connection) -> ExperimentRow | None:
+    row = conn.execute(
+        "SELECT experiment_id, name, artifact_location, lifecycle_stage, creation_time, "
+        "last_update_time FROM mlflow_experiment"
+    ).fetchone()
+    if row is None:
+        return None
+    tags = dict(conn.execute("SELECT key, value FROM mlflow_experiment_tags"))
+    return ExperimentRow(*row, tags)
+
+
+def adopt_experiment(conn: sqlite3.Connection, experiment: ExperimentRow, now_ms: int) -> bool:
+    """Make a Trackio project's file hold `experiment` (mytracker's tables, then its row),
+    unless another process just did; returns whether this call did."""
+    _migrations.apply(conn)
+    if conn.execute("SELECT 1 FROM mlflow_experiment").fetchone():
+        return False
+    conn.execute(
+        "INSERT INTO mlflow_experiment VALUES (?, ?, ?, ?, ?, ?)",
+        (
+            experiment.experiment_id, experiment.name, experiment.artifact_location,
+            experiment.lifecycle_stage, experiment.creation_time, now_ms,
+        ),
+    )
+    conn.executemany("INSERT INTO mlflow_experiment_tags VALUES (?, ?)", experiment.tags.items())
+    _set_experiment_name_metadata(conn, experiment.name)
+    return True
+
+
 def update_experiment(conn: sqlite3.Connection, **fields: Any) -> None:
     assignments = ", ".join(f"{column} = ?" for column in fields)
     conn.execute(f"UPDATE mlflow_experiment SET {assignments}", tuple(fields.values()))
@@ -628,6 +671,19 @@ def insert_run(
         "INSERT INTO metrics (run_id, timestamp, run_name, step, metrics) "
         "VALUES (?, ?, ?, 0, '{}')",
         (run["run_id"], iso_from_ms(run["start_time"] or 0), run["name"]),
+    )
+
+
+def record_run(conn: sqlite3.Connection, record: RunRecord) -> None:
+    """Give a run that Trackio made its MLflow rows (no Trackio rows are written: it has them)."""
+    conn.execute(
+        f"INSERT INTO mlflow_runs ({_RUN_COLUMNS}) VALUES ({','.join('?' * 8)})", record.info
+    )
+    insert_params(conn, record.info.run_id, record.params.items())
+    set_tags(conn, record.info.run_id, record.tags.items())
+    upsert_latest_metrics(
+        conn, record.info.run_id,
+        [(m.key, m.value, m.timestamp, m.step, m.is_nan) for m in record.metrics],
     )
 
 
@@ -717,6 +773,16 @@ def run_config_sources(conn: sqlite3.Connection, run_id: str) -> tuple:
     return run, params, tags
 
 
+def run_config(conn: sqlite3.Connection, run_id: str) -> dict:
+    """The run's Trackio config as stored ({} if none, or not a JSON object)."""
+    row = conn.execute("SELECT config FROM configs WHERE run_id = ?", (run_id,)).fetchone()
+    try:
+        config = json.loads(row[0]) if row else {}
+    except ValueError:
+        return {}
+    return config if isinstance(config, dict) else {}
+
+
 def run_name(conn: sqlite3.Connection, run_id: str) -> str | None:
     row = conn.execute("SELECT name FROM mlflow_runs WHERE run_id = ?", (run_id,)).fetchone()
     return row[0] if row else None
@@ -730,6 +796,83 @@ def write_config(
         "ON CONFLICT (run_id) DO UPDATE SET run_name = excluded.run_name, "
         "config = excluded.config",
         (run_id, run_name, json.dumps(config, ensure_ascii=False), iso_from_ms(created_ms)),
+    )
+
+
+# --- Trackio's own runs (inside a transaction) --------------------------------------------------
+
+
+def is_trackio_project(conn: sqlite3.Connection) -> bool:
+    """Whether the file has Trackio's run tables (a version-2 file without them is no project)."""
+    names = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    return {"metrics", "configs", "system_metrics"} <= names
+
+
+def _distinct_run_ids(conn: sqlite3.Connection, table: str) -> list[str]:
+    # A skip scan through Trackio's (run_id, ...) index: one index seek per run, not per row.
+    return [
+        row[0]
+        for row in conn.execute(
+            f"WITH RECURSIVE r(id) AS (SELECT min(run_id) FROM {table} UNION ALL "
+            f"SELECT (SELECT min(run_id) FROM {table} WHERE run_id > r.id) FROM r "
+            "WHERE r.id IS NOT NULL) SELECT id FROM r WHERE id IS NOT NULL"
+        )
+    ]
+
+
+def trackio_run_ids(conn: sqlite3.Connection) -> list[str]:
+    """Every run id in Trackio's tables (configs, metrics, system metrics)."""
+    ids = {row[0] for row in conn.execute("SELECT run_id FROM configs")}
+    ids.update(_distinct_run_ids(conn, "metrics"))
+    ids.update(_distinct_run_ids(conn, "system_metrics"))
+    return sorted(ids)
+
+
+def unrecorded_run_ids(conn: sqlite3.Connection, adopted: bool) -> list[str]:
+    """The runs in Trackio's tables that have no MLflow row: Trackio's own runs."""
+    ids = trackio_run_ids(conn)
+    if adopted and ids:
+        recorded = {row[0] for row in conn.execute("SELECT run_id FROM mlflow_runs")}
+        ids = [i for i in ids if i not in recorded]
+    return ids
+
+
+def has_trackio_run(conn: sqlite3.Connection, run_id: str) -> bool:
+    return any(
+        conn.execute(f"SELECT 1 FROM {table} WHERE run_id = ? LIMIT 1", (run_id,)).fetchone()
+        for table in ("configs", "metrics", "system_metrics")
+    )
+
+
+def trackio_run(conn: sqlite3.Connection, run_id: str) -> TrackioRun:
+    config = conn.execute(
+        "SELECT run_name, config, created_at FROM configs WHERE run_id = ?", (run_id,)
+    ).fetchone() or (None, None, None)
+    first, last = None, None
+    for table in ("metrics", "system_metrics"):  # both indexed by (run_id, timestamp)
+        low, high = conn.execute(
+            f"SELECT min(timestamp), max(timestamp) FROM {table} WHERE run_id = ?", (run_id,)
+        ).fetchone()
+        first = low if first is None or (low is not None and low < first) else first
+        last = high if last is None or (high is not None and high > last) else last
+    name = config[0]
+    if name is None:
+        row = conn.execute(
+            "SELECT run_name FROM metrics WHERE run_id = ? ORDER BY timestamp DESC LIMIT 1",
+            (run_id,),
+        ).fetchone() or conn.execute(
+            "SELECT run_name FROM system_metrics WHERE run_id = ? ORDER BY timestamp DESC LIMIT 1",
+            (run_id,),
+        ).fetchone()
+        name = row and row[0]
+    return TrackioRun(run_id, name, config[1], config[2], first, last)
+
+
+def trackio_rows(conn: sqlite3.Connection, run_id: str, system: bool) -> Iterator[tuple]:
+    """(step, timestamp text, metrics JSON) of every metric (or system-metric) row of a run."""
+    table, step = metric_table(system)
+    yield from conn.execute(
+        f"SELECT {step}, timestamp, metrics FROM {table} WHERE run_id = ?", (run_id,)
     )
 
 

@@ -4,7 +4,9 @@ This is the one place where MLflow concepts are translated: an experiment is a T
 file, a run is a Trackio run with the same id, params and tags become the run's Trackio config,
 and every metric point becomes Trackio metric data. MLflow's own SQLite store is the reference
 for every answer and every error. Where things live: which file holds what in ``_catalog``,
-metric points in ``_metrics``, what the dashboard shows in ``_dashboard``, SQL in ``_db``.
+metric points in ``_metrics``, what the dashboard shows in ``_dashboard``, SQL in ``_db``, and
+the projects and runs Trackio's own API wrote (read as experiments and runs, made MLflow's by
+the first MLflow write) in ``_native``.
 """
 
 from __future__ import annotations
@@ -79,7 +81,7 @@ from mlflow.utils.validation import (
     _validate_tag,
 )
 
-from mytracker.store import _dashboard, _db, _metrics
+from mytracker.store import _dashboard, _db, _metrics, _native
 from mytracker.store._catalog import Catalog
 from mytracker.store._db import DatabaseError, DatasetInputRow, ExperimentRow, ProjectDB, RunRecord
 from mytracker.store._queue import BatchQueue, QueuedBatch
@@ -260,6 +262,23 @@ def _order(order_by: str) -> tuple[str, str, bool]:
     return ("param" if kind == "parameter" else kind, key, ascending)
 
 
+def _order_keys(run: Run, orders: list[tuple[str, str, bool]]) -> tuple:
+    """A run entity's (null rank, value) per order key, as `_db.search_runs` gives them."""
+    keys = []
+    for kind, key, _ in orders:
+        if kind == "attribute":
+            value = run.info.run_name if key == "name" else getattr(run.info, key, None)
+            keys.append((2, None) if value is None else (0, value))
+        elif kind == "metric":
+            value = run.data.metrics.get(key)
+            rank = 2 if value is None else 1 if value != value else 0
+            keys.append((rank, clamped(value) if rank == 0 else None))
+        else:
+            value = (run.data.params if kind == "param" else run.data.tags).get(key)
+            keys.append((2, None) if value is None else (0, value))
+    return tuple(keys)
+
+
 def _is_text_order(kind: str, key: str) -> bool:
     return kind in ("param", "tag") or (kind == "attribute" and key in _STRING_ATTRIBUTES | {"name"})
 
@@ -375,9 +394,23 @@ class TrackioStore(AbstractStore):
         return found
 
     def _active_experiment(self, experiment_id) -> tuple[ProjectDB, ExperimentRow]:
-        db, experiment = self._experiment(_parse_experiment_id(experiment_id))
+        db, experiment = self._writable(*self._experiment(_parse_experiment_id(experiment_id)))
         _require_active("experiment", experiment_id, experiment.lifecycle_stage)
         return db, experiment
+
+    def _writable(
+        self, db: ProjectDB, experiment: ExperimentRow
+    ) -> tuple[ProjectDB, ExperimentRow]:
+        """The experiment, adopted first if it is a Trackio project mytracker did not make (its
+        first MLflow write): from then on its MLflow state lives in its file."""
+        if experiment.native:
+            _native.adopt(db, experiment)
+            self._catalog.refresh(db.path)
+            experiment = db.experiment() or experiment._replace(native=False)
+        return db, experiment
+
+    def _experiment_of(self, db: ProjectDB) -> ExperimentRow:
+        return self._catalog.experiment_in(db)
 
     @staticmethod
     def _to_experiment(experiment: ExperimentRow) -> Experiment:
@@ -456,7 +489,7 @@ class TrackioStore(AbstractStore):
         self._set_experiment_lifecycle(experiment_id, LifecycleStage.DELETED, LifecycleStage.ACTIVE)
 
     def _set_experiment_lifecycle(self, experiment_id, current: str, new: str) -> None:
-        db, _ = self._experiment(_parse_experiment_id(experiment_id), [current])
+        db, _ = self._writable(*self._experiment(_parse_experiment_id(experiment_id), [current]))
         now = get_current_time_millis()
         with db.write() as conn:
             _db.update_experiment(conn, lifecycle_stage=new, last_update_time=now)
@@ -472,6 +505,7 @@ class TrackioStore(AbstractStore):
             if new_name != experiment.name and self.get_experiment_by_name(new_name):
                 # BAD_REQUEST, as MLflow's SQL store answers (its unique constraint fails).
                 raise MlflowException(f"Experiment(name={new_name}) already exists.", BAD_REQUEST)
+            db, experiment = self._writable(db, experiment)
             with db.write() as conn:
                 _db.update_experiment(conn, name=new_name, last_update_time=get_current_time_millis())
 
@@ -502,11 +536,18 @@ class TrackioStore(AbstractStore):
 
     @contextmanager
     def _run_tx(self, run_id: str, write: bool = True, active: bool = True):
-        """The run's database, an open transaction and its `_db.RunState`."""
+        """The run's database, an open transaction and its `_db.RunState`. A write to a run
+        Trackio made records it first (adopting its project if need be; see `_native`)."""
         for rescan in (False, True):
             db = self._locate_run(run_id, rescan)
+            if not _native.adopted(db):
+                if not (write and _native.has_run(db, run_id)):
+                    continue
+                self._writable(db, self._experiment_of(db))
             with db.write() if write else db.read() as conn:
                 state = _db.run_state(conn, run_id)
+                if state is None and write and _native.record_run(conn, run_id):
+                    state = _db.run_state(conn, run_id)
                 if state is None:
                     continue
                 if active:
@@ -516,7 +557,7 @@ class TrackioStore(AbstractStore):
         raise MlflowException(f"Run with id={run_id} not found", RESOURCE_DOES_NOT_EXIST)
 
     def create_run(self, experiment_id, user_id, start_time, tags, run_name):
-        db, experiment = self._experiment(experiment_id)
+        db, experiment = self._writable(*self._experiment(experiment_id))
         _require_active("experiment", experiment.experiment_id, experiment.lifecycle_stage)
         _metrics.check_timestamp(start_time, "start_time")
         tags = list(tags or [])
@@ -552,12 +593,15 @@ class TrackioStore(AbstractStore):
 
     def get_run(self, run_id):
         _validate_run_id(run_id)
-        db = self._locate_run(run_id, rescan=False)
-        loaded = db.load_runs([run_id]).get(run_id)
-        if loaded is None:
-            db = self._locate_run(run_id, rescan=True)
-            loaded = db.load_runs([run_id])[run_id]
-        return self._to_run(db.experiment().experiment_id, loaded)
+        for rescan in (False, True):
+            db = self._locate_run(run_id, rescan)
+            loaded = db.load_runs([run_id]).get(run_id) if _native.adopted(db) else None
+            experiment = self._experiment_of(db)
+            if loaded is None and experiment is not None:
+                loaded = _native.runs(db, experiment, [run_id]).get(run_id)
+            if loaded is not None:
+                return self._to_run(experiment.experiment_id, loaded)
+        raise MlflowException(f"Run with id={run_id} not found", RESOURCE_DOES_NOT_EXIST)
 
     @staticmethod
     def _to_run(experiment_id: str, loaded: RunRecord) -> Run:
@@ -610,7 +654,7 @@ class TrackioStore(AbstractStore):
             _db.rename_run_rows(db, run_id, row.name)
         if ended:
             self._publish_images(db, row)
-        return self._to_run(db.experiment().experiment_id, RunRecord(row)).info
+        return self._to_run(self._experiment_of(db).experiment_id, RunRecord(row)).info
 
     @staticmethod
     def _publish_images(db: ProjectDB, row: _db.RunRow) -> None:
@@ -746,8 +790,18 @@ class TrackioStore(AbstractStore):
         except MlflowException as e:
             if e.error_code != "RESOURCE_DOES_NOT_EXIST":
                 raise
-            return PagedList([], None)  # as MLflow's SQL store answers for an unknown run
+            db = self._trackio_run_db(run_id)
+            if db is None:
+                return PagedList([], None)  # as MLflow's SQL store answers for an unknown run
         return _metrics.metric_history(db, run_id, metric_key, max_results, page_token)
+
+    def _trackio_run_db(self, run_id: str) -> ProjectDB | None:
+        """The file of a run Trackio made and MLflow has not recorded, if there is one."""
+        for rescan in (False, True):
+            db = self._catalog.locate_run(run_id, rescan)
+            if db is not None and _native.has_run(db, run_id):
+                return db
+        return None
 
     def log_inputs(self, run_id, datasets=None, models=None):
         _validate_run_id(run_id)
@@ -788,7 +842,7 @@ class TrackioStore(AbstractStore):
         already stored are not written again. Returns how many points were new. Used by
         ``mytracker copy``; an imported run has no owning process here.
         """
-        db, _ = self._experiment(experiment_id)
+        db, _ = self._writable(*self._experiment(experiment_id))
         info, run_id = run.info, run.info.run_id
         written = 0
         with db.write() as conn:
@@ -876,6 +930,10 @@ class TrackioStore(AbstractStore):
         offset = SearchUtils.parse_start_offset_from_page_token(page_token)
 
         found: list[tuple[_db.SearchRow, ProjectDB, str]] = []
+        trackio_runs: dict[str, Run] = {}  # runs Trackio made, not recorded by MLflow
+        # Their metrics cost a read of all their rows: only for the page, unless searched by.
+        by_metrics = any(c[0] == "metric" for c in clauses) or any(o[0] == "metric" for o in orders)
+        trackio_experiments: dict[Path, ExperimentRow] = {}
         for experiment_id in dict.fromkeys(str(_parse_experiment_id(e)) for e in experiment_ids):
             located = self._catalog.find_experiment(experiment_id)
             if located is None:
@@ -883,6 +941,17 @@ class TrackioStore(AbstractStore):
             db = located[0]
             rows = db.search_runs(stages, clauses, [(kind, key) for kind, key, _ in orders])
             found.extend((row, db, experiment_id) for row in rows)
+            trackio_experiments[db.path] = located[1]
+            native = [
+                self._to_run(experiment_id, record)
+                for record in _native.runs(db, located[1], with_metrics=by_metrics).values()
+                if record.info.lifecycle_stage in stages
+            ]
+            # MLflow's own in-memory search semantics (those of its file store) for these.
+            for run in SearchUtils.filter(native, filter_string):
+                trackio_runs[run.info.run_id] = run
+                row = _db.SearchRow(run.info.run_id, run.info.start_time, _order_keys(run, orders))
+                found.append((row, db, experiment_id))
 
         # The SQL store's order: each order key (present values first, then NaN, then missing),
         # then start_time descending unless ordered by it, then run id. Stable sorts, last first.
@@ -905,12 +974,24 @@ class TrackioStore(AbstractStore):
         token = SearchUtils.create_page_token(end) if end < len(found) else None
         page = found[offset:end]
         by_db: dict[Path, list[str]] = {}
+        trackio_page: dict[Path, list[str]] = {}
         for row, db, _ in page:
-            by_db.setdefault(db.path, []).append(row.run_id)
+            if row.run_id not in trackio_runs:
+                by_db.setdefault(db.path, []).append(row.run_id)
+            elif not by_metrics:
+                trackio_page.setdefault(db.path, []).append(row.run_id)
         loaded = {}
         for path, run_ids in by_db.items():
             loaded.update(self._catalog.db(path).load_runs(run_ids))
-        runs = [self._to_run(experiment_id, loaded[row.run_id]) for row, _, experiment_id in page]
+        for path, run_ids in trackio_page.items():
+            for run_id, record in _native.runs(
+                self._catalog.db(path), trackio_experiments[path], run_ids
+            ).items():
+                trackio_runs[run_id] = self._to_run(trackio_runs[run_id].info.experiment_id, record)
+        runs = [
+            trackio_runs.get(row.run_id) or self._to_run(experiment_id, loaded[row.run_id])
+            for row, _, experiment_id in page
+        ]
         return runs, token
 
     def _search_datasets(self, experiment_ids):
@@ -922,6 +1003,8 @@ class TrackioStore(AbstractStore):
         for experiment_id in dict.fromkeys(str(_parse_experiment_id(e)) for e in experiment_ids):
             located = self._catalog.find_experiment(experiment_id)
             if located is None or located[1].lifecycle_stage != LifecycleStage.ACTIVE:
+                continue
+            if located[1].native:  # a Trackio project: no datasets
                 continue
             with _mlflow_errors(), located[0].read() as conn:
                 for name, digest, context in _db.dataset_summaries(conn, 1000 - len(summaries)):
@@ -980,7 +1063,7 @@ class TrackioStore(AbstractStore):
         self, experiment_id, name=None, source_run_id=None, tags=None, params=None, model_type=None
     ):
         _validate_logged_model_name(name)
-        db, experiment = self._experiment(_parse_experiment_id(experiment_id))
+        db, experiment = self._writable(*self._experiment(_parse_experiment_id(experiment_id)))
         _require_active("experiment", experiment.experiment_id, experiment.lifecycle_stage)
         # MLflow's id form; the artifacts go under the experiment's artifact location, which for
         # a local store is inside the project's Files view.

@@ -91,6 +91,30 @@ def project_stem(name: str) -> str:
     return stem
 
 
+# --- Trackio's own runs and projects, as MLflow sees them --------------------------------------
+
+# The config keys Trackio's `Run` adds itself (its dashboard hides keys beginning with `_`).
+TRACKIO_CONFIG_KEYS = ("_Username", "_Created", "_Group")
+# The tag (run and experiment) that says Trackio's API made it, not MLflow.
+ORIGIN_TAG, TRACKIO_ORIGIN = "mytracker.origin", "trackio"
+# An experiment id for a project mytracker did not make: derived from the file's name, in
+# [2**52, 2**53) where the sequential ids (1, 2, ...) never reach, and below 2**53 so that
+# JavaScript (MLflow's UI) reads it exactly. The same file name gives the same id in every process.
+NATIVE_ID_BASE = 2**52
+
+
+def native_experiment_id(stem: str) -> str:
+    """The experiment id of the Trackio project stored as ``<stem>.db``."""
+    import hashlib
+
+    digest = hashlib.sha256(stem.encode()).digest()
+    return str(NATIVE_ID_BASE + int.from_bytes(digest[:8], "big") % NATIVE_ID_BASE)
+
+
+def is_native_experiment_id(experiment_id: str) -> bool:
+    return int(experiment_id) >= NATIVE_ID_BASE
+
+
 # --- metric keys --------------------------------------------------------------------------------
 
 # Metric keys Trackio reserves in its metrics JSON; Trackio's own `Run.log` escapes them as `__k`.
@@ -116,9 +140,14 @@ def quoted_key(trackio_key: str) -> str:
 
 
 def metric_table(system: bool) -> tuple[str, str]:
-    """(table, SQL expression of a row's step) for Trackio's metric or system-metric rows."""
+    """(table, SQL expression of a row's step) for Trackio's metric or system-metric rows.
+    Trackio's own system rows carry no step: theirs is 0. Trackio writes its JSON as a BLOB,
+    which SQLite 3.45+ would read as its binary JSONB: read as text."""
     if system:
-        return "system_metrics", f"json_extract(metrics, '$.{SYSTEM_STEP_KEY}')"
+        return (
+            "system_metrics",
+            f"coalesce(json_extract(CAST(metrics AS TEXT), '$.{SYSTEM_STEP_KEY}'), 0)",
+        )
     return "metrics", "step"
 
 
