@@ -196,8 +196,12 @@ def test_ui_calls_answer_with_empty_results_or_a_clean_error(server, unique_name
         answer = call("GET", path, {"experiment_id": experiment_id})
         assert answer.status_code == 200 and not any(answer.json().values()), path
 
-    # Unsupported lookups: MLflow's JSON error with NOT_IMPLEMENTED, not an HTML 500 page.
-    error = call("GET", "/2.0/mlflow/logged-models/m-0123456789abcdef")
+    # Logged models are kept: an unknown one is MLflow's 404, as from its SQL store.
+    missing = call("GET", "/2.0/mlflow/logged-models/m-0123456789abcdef")
+    assert missing.status_code == 404
+    assert missing.json()["error_code"] == "RESOURCE_DOES_NOT_EXIST"
+    # Unsupported lookups (traces): MLflow's JSON error with NOT_IMPLEMENTED, not an HTML 500.
+    error = call("GET", "/3.0/mlflow/traces/tr-0123456789abcdef")
     assert error.status_code == 501
     assert error.json()["error_code"] == "NOT_IMPLEMENTED"
     assert "Trackio tracking store does not support" in error.json()["message"]
