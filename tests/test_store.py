@@ -112,7 +112,7 @@ def test_experiment_names_never_merge_or_escape(tracking, data_dir):
     ids = {name: client.create_experiment(name) for name in ["my exp", "myexp", "my.exp", "../../x"]}
     assert len(set(ids.values())) == 4
     files = sorted(p.name for p in data_dir.glob("*.db"))
-    assert files == ["Default.db", "myexp-2.db", "myexp-3.db", "myexp.db", "x.db"]
+    assert files == ["myexp-2.db", "myexp-3.db", "myexp.db", "x.db"]
     assert not (data_dir.parent.parent / "x.db").exists()
     for name, experiment_id in ids.items():
         assert client.get_experiment_by_name(name).experiment_id == experiment_id
@@ -277,7 +277,7 @@ def test_unknown_trackio_schema_is_refused_without_writing(tracking, data_dir):
         with pytest.raises(MlflowException, match=r"future.db has Trackio database schema version 9"):
             call()
     assert path.read_bytes() == before
-    assert sorted(p.name for p in data_dir.glob("*.db")) == ["Default.db", "future.db"]
+    assert sorted(p.name for p in data_dir.glob("*.db")) == ["future.db"]
 
 
 def test_unsupported_features_say_so(tracking):

@@ -791,6 +791,24 @@ def insert_media_rows(conn: sqlite3.Connection, rows: list[tuple]) -> int:
     return conn.total_changes - before
 
 
+def last_logged(path: Path) -> str | None:
+    """The timestamp of the metric row written last into a project file (rows are numbered in
+    the order they were written), read without a lock, a write or a migration; None for a file
+    that is no readable Trackio project. File times cannot tell: SQLite rewrites a project file
+    whenever a connection closes and checkpoints its WAL."""
+    try:
+        conn = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True, timeout=5)
+    except sqlite3.Error:
+        return None
+    try:
+        row = conn.execute("SELECT timestamp FROM metrics ORDER BY id DESC LIMIT 1").fetchone()
+        return row[0] if row else None
+    except sqlite3.Error:
+        return None
+    finally:
+        conn.close()
+
+
 # --- datasets, outputs, traces (inside a transaction) -------------------------------------------
 
 

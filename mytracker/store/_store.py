@@ -79,7 +79,7 @@ from mlflow.utils.validation import (
 from mytracker.store import _dashboard, _db, _metrics
 from mytracker.store._catalog import Catalog
 from mytracker.store._db import DatabaseError, DatasetInputRow, ExperimentRow, ProjectDB, RunRecord
-from mytracker.store._trackio import clamped
+from mytracker.store._trackio import clamped, project_stem
 from mytracker.store._uri import data_dir_from_uri
 
 _logger = logging.getLogger(__name__)
@@ -328,19 +328,50 @@ class TrackioStore(AbstractStore):
         if os.environ.get("_MLFLOW_SERVER_FILE_STORE"):
             _configure_registry_mappers()
         _drain_at_exit(self)
-        if self._catalog.find_experiment(DEFAULT_EXPERIMENT_ID) is None:
-            with self._catalog.directory_lock(), _mlflow_errors():
-                if self._catalog.find_experiment(DEFAULT_EXPERIMENT_ID) is None:
-                    self._catalog.create_experiment_file(
-                        DEFAULT_EXPERIMENT_ID, Experiment.DEFAULT_EXPERIMENT_NAME, None,
-                        self.artifact_uri, get_current_time_millis(), {},
-                    )
+        # MLflow's experiment "0" exists from the start, but its file is made only when something
+        # is written to it: an empty Default.db would be the first project Trackio's dashboard
+        # opens. Until then the store answers with `_virtual_default`.
+        self._opened_ms = get_current_time_millis()
 
     # --- experiments ---------------------------------------------------------------------------
 
-    def _experiment(self, experiment_id, stages=None) -> tuple[ProjectDB, ExperimentRow]:
+    def _virtual_default(self, experiments: list[ExperimentRow] | None = None) -> ExperimentRow:
+        """Experiment "0" as it will be once its file exists. Like MLflow's, it is older than
+        every other experiment of the directory, whichever process asks."""
+        name = Experiment.DEFAULT_EXPERIMENT_NAME
+        if experiments is None:
+            experiments = [e for _, e in self._catalog.experiments()]
+        created_ms = min([self._opened_ms] + [(e.creation_time or 1) - 1 for e in experiments])
+        location = (
+            append_to_uri_path(self.artifact_uri, DEFAULT_EXPERIMENT_ID)
+            if self.artifact_uri
+            else _dashboard.default_artifact_location(self.data_dir / f"{project_stem(name)}.db")
+        )
+        return ExperimentRow(
+            experiment_id=DEFAULT_EXPERIMENT_ID, name=name, artifact_location=location,
+            lifecycle_stage=LifecycleStage.ACTIVE, creation_time=created_ms,
+            last_update_time=created_ms, tags={},
+        )
+
+    def _default_file(self) -> tuple[ProjectDB, ExperimentRow]:
+        """Experiment "0"'s file, made now (under the directory lock) if no process has yet."""
+        with self._catalog.directory_lock():
+            if self._catalog.find_experiment(DEFAULT_EXPERIMENT_ID) is None:
+                self._catalog.create_experiment_file(
+                    DEFAULT_EXPERIMENT_ID, Experiment.DEFAULT_EXPERIMENT_NAME, None,
+                    self.artifact_uri, self._virtual_default().creation_time, {},
+                )
+        return self._catalog.find_experiment(DEFAULT_EXPERIMENT_ID)
+
+    def _experiment(
+        self, experiment_id, stages=None, write: bool = False
+    ) -> tuple[ProjectDB | None, ExperimentRow]:
+        """The experiment's file and row. Experiment "0" without a file is virtual (no file:
+        `None`) for reading, and gets its file when `write`."""
         experiment_id = str(experiment_id) if experiment_id is not None else DEFAULT_EXPERIMENT_ID
         found = self._catalog.find_experiment(experiment_id)
+        if found is None and experiment_id == DEFAULT_EXPERIMENT_ID:
+            found = self._default_file() if write else (None, self._virtual_default())
         if found is None or (stages and found[1].lifecycle_stage not in stages):
             raise MlflowException(
                 f"No Experiment with id={experiment_id} exists", RESOURCE_DOES_NOT_EXIST
@@ -348,7 +379,7 @@ class TrackioStore(AbstractStore):
         return found
 
     def _active_experiment(self, experiment_id) -> tuple[ProjectDB, ExperimentRow]:
-        db, experiment = self._experiment(_parse_experiment_id(experiment_id))
+        db, experiment = self._experiment(_parse_experiment_id(experiment_id), write=True)
         _require_active("experiment", experiment_id, experiment.lifecycle_stage)
         return db, experiment
 
@@ -389,7 +420,22 @@ class TrackioStore(AbstractStore):
 
     def get_experiment_by_name(self, experiment_name):
         experiment = self._catalog.find_experiment_by_name(experiment_name)
+        if experiment is None and experiment_name == Experiment.DEFAULT_EXPERIMENT_NAME:
+            _, experiment = self._experiment(DEFAULT_EXPERIMENT_ID)
+            if experiment.name != experiment_name:  # "0" was renamed
+                experiment = None
         return None if experiment is None else self._to_experiment(experiment)
+
+    def project_file(self, experiment_id: str) -> Path | None:
+        """The Trackio project file that holds the experiment (its stem is the project name
+        Trackio's dashboard shows), or None while it has none (experiment "0" before its first
+        run).
+
+        >>> store.project_file(store.get_experiment_by_name("my experiment").experiment_id)  # doctest: +SKIP
+        PosixPath('/data/trackio/myexperiment.db')
+        """
+        found = self._catalog.find_experiment(str(experiment_id))
+        return None if found is None else found[0].path
 
     def search_experiments(
         self,
@@ -401,11 +447,10 @@ class TrackioStore(AbstractStore):
     ):
         _validate_max_results(max_results)
         stages = set(LifecycleStage.view_type_to_stages(view_type))
-        experiments = [
-            self._to_experiment(e)
-            for _, e in self._catalog.experiments()
-            if e.lifecycle_stage in stages
-        ]
+        found = [e for _, e in self._catalog.experiments()]
+        if not any(e.experiment_id == DEFAULT_EXPERIMENT_ID for e in found):
+            found.append(self._virtual_default(found))
+        experiments = [self._to_experiment(e) for e in found if e.lifecycle_stage in stages]
         experiments = SearchExperimentsUtils.filter(experiments, filter_string)
         # MLflow's SQL store sorts experiment ids as integers, by default newest first.
         order_by = list(order_by or ["creation_time DESC", "experiment_id ASC"])
@@ -419,6 +464,8 @@ class TrackioStore(AbstractStore):
         active = []
         for experiment_id in experiment_ids:
             found = self._catalog.find_experiment(str(experiment_id))
+            if found is None and str(experiment_id) == DEFAULT_EXPERIMENT_ID:
+                found = (None, self._virtual_default())
             if found and found[1].lifecycle_stage == LifecycleStage.ACTIVE:
                 active.append(experiment_id)
         return active
@@ -430,7 +477,7 @@ class TrackioStore(AbstractStore):
         self._set_experiment_lifecycle(experiment_id, LifecycleStage.DELETED, LifecycleStage.ACTIVE)
 
     def _set_experiment_lifecycle(self, experiment_id, current: str, new: str) -> None:
-        db, _ = self._experiment(_parse_experiment_id(experiment_id), [current])
+        db, _ = self._experiment(_parse_experiment_id(experiment_id), [current], write=True)
         now = get_current_time_millis()
         with db.write() as conn:
             _db.update_experiment(conn, lifecycle_stage=new, last_update_time=now)
@@ -440,7 +487,7 @@ class TrackioStore(AbstractStore):
     def rename_experiment(self, experiment_id, new_name):
         _validate_experiment_name(new_name)
         with self._catalog.directory_lock():
-            db, experiment = self._experiment(_parse_experiment_id(experiment_id))
+            db, experiment = self._experiment(_parse_experiment_id(experiment_id), write=True)
             if experiment.lifecycle_stage != LifecycleStage.ACTIVE:
                 raise MlflowException("Cannot rename a non-active experiment.", INVALID_STATE)
             if new_name != experiment.name and self.get_experiment_by_name(new_name):
@@ -489,7 +536,7 @@ class TrackioStore(AbstractStore):
         raise MlflowException(f"Run with id={run_id} not found", RESOURCE_DOES_NOT_EXIST)
 
     def create_run(self, experiment_id, user_id, start_time, tags, run_name):
-        db, experiment = self._experiment(experiment_id)
+        db, experiment = self._experiment(experiment_id, write=True)
         _require_active("experiment", experiment.experiment_id, experiment.lifecycle_stage)
         _metrics.check_timestamp(start_time, "start_time")
         tags = list(tags or [])
@@ -705,7 +752,7 @@ class TrackioStore(AbstractStore):
         already stored are not written again. Returns how many points were new. Used by
         ``mytracker copy``; an imported run has no owning process here.
         """
-        db, _ = self._experiment(experiment_id)
+        db, _ = self._experiment(experiment_id, write=True)
         info, run_id = run.info, run.info.run_id
         written = 0
         with db.write() as conn:
@@ -895,7 +942,7 @@ class TrackioStore(AbstractStore):
         self, experiment_id, name=None, source_run_id=None, tags=None, params=None, model_type=None
     ):
         _validate_logged_model_name(name)
-        db, experiment = self._experiment(_parse_experiment_id(experiment_id))
+        db, experiment = self._experiment(_parse_experiment_id(experiment_id), write=True)
         _require_active("experiment", experiment.experiment_id, experiment.lifecycle_stage)
         # MLflow's id form; the artifacts go under the experiment's artifact location, which for
         # a local store is inside the project's Files view.
