@@ -26,6 +26,8 @@ Nothing here imports trackio (its import reads ``TRACKIO_DIR`` once).
 from __future__ import annotations
 
 import json
+import logging
+import os
 import re
 import shutil
 import sqlite3
@@ -38,9 +40,13 @@ from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_USER
 from mytracker.store import _db
 from mytracker.store._trackio import iso_from_ms
 
+_logger = logging.getLogger(__name__)
+# Set by `mlflow server` for its workers: where `--artifacts-destination` points.
+_SERVER_ARTIFACT_DESTINATION = "_MLFLOW_SERVER_ARTIFACT_DESTINATION"
+
 __all__ = [
-    "IMAGE_SUFFIXES", "default_artifact_location", "image_rows", "publish_run_images",
-    "refresh_config",
+    "IMAGE_SUFFIXES", "default_artifact_location", "image_rows", "local_artifact_dir",
+    "publish_run_images", "refresh_config", "wait_for_artifact_writes",
 ]
 
 
@@ -87,19 +93,53 @@ def default_artifact_location(project_path: Path) -> str:
     return (files / "mlflow").as_uri()
 
 
+def local_artifact_dir(artifact_uri: str | None) -> Path | None:
+    """The directory that holds a run's artifacts on this machine: a ``file:`` URI's path, or,
+    inside ``mlflow server --artifacts-destination DIR`` (what ``mytracker server`` runs), the
+    place under DIR that a proxied ``mlflow-artifacts:/`` URI stands for; None for others.
+    """
+    parsed = urlparse(artifact_uri or "")
+    if parsed.scheme in ("file", ""):
+        return Path(url2pathname(parsed.path))
+    if parsed.scheme == "mlflow-artifacts":
+        destination = urlparse(os.environ.get(_SERVER_ARTIFACT_DESTINATION, ""))
+        if destination.path and destination.scheme in ("file", ""):
+            return Path(url2pathname(destination.path)) / url2pathname(parsed.path.lstrip("/"))
+    return None
+
+
+def wait_for_artifact_writes(run_id: str) -> None:
+    """Wait until this process's MLflow has written the run's queued artifacts: fluent
+    ``mlflow.log_image(key=, step=)`` writes its files on a background thread that neither
+    ``set_tag`` nor ``end_run`` waits for. (MLflow keeps one artifact repository per run in
+    ``_artifact_repos_cache``; a run logged from another process, e.g. through a tracking
+    server, has none here.)"""
+    try:
+        from mlflow.tracking._tracking_service.utils import _artifact_repos_cache
+
+        repository = _artifact_repos_cache.get(run_id)
+        if repository is not None:
+            repository.flush_async_logging()
+    except Exception as error:  # a moved private API must not break logging
+        _logger.debug("Could not wait for the artifact writes of run %s: %s", run_id, error)
+
+
 def image_rows(
-    project_path: Path, run_id: str, run_name: str, artifact_uri: str | None
+    project_path: Path, run_id: str, run_name: str, artifact_uri: str | None,
+    only_logged_images: bool = False,
 ) -> list[tuple]:
     """Metrics rows that show the images under a run's local artifact directory in Trackio's
     Media view, as (run_id, timestamp, run_name, step, metrics JSON, log_id). Reads (and where
     needed copies) files only: call it outside any transaction. Non-local artifact URIs have
-    no files to show.
+    no files to show. `only_logged_images`: look only at ``images/``, where
+    ``log_image(key=, step=)`` writes (what a live run needs, without reading all its files).
     """
-    parsed = urlparse(artifact_uri or "")
-    if parsed.scheme not in ("file", ""):
-        return []
-    root = Path(url2pathname(parsed.path))
-    if not root.is_dir():
+    root = local_artifact_dir(artifact_uri)
+    if only_logged_images and root is not None:
+        root_of_paths, root = root, root / "images"
+    else:
+        root_of_paths = root
+    if root is None or not root.is_dir():
         return []
     project_path = Path(project_path)
     media_dir = project_path.parent / MEDIA_FOLDER
@@ -109,13 +149,15 @@ def image_rows(
             continue
         if not path.is_file():
             continue
-        relative = path.relative_to(root).as_posix()
+        relative = path.relative_to(root_of_paths).as_posix()
         match = _LOG_IMAGE_NAME.match(relative)
         if match:
             key = match["key"].replace("~", "/")
             step, timestamp_ms = int(match["step"]), int(match["ms"])
+            caption = f"{key} (step {step})"
         else:
             key, step, timestamp_ms = relative, 0, int(path.stat().st_mtime * 1000)
+            caption = relative
         try:
             file_path = path.resolve().relative_to(media_dir.resolve())
         except ValueError:  # outside Trackio's media directory: the dashboard cannot serve it
@@ -124,7 +166,7 @@ def image_rows(
                 copy.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(path, copy)
             file_path = copy.relative_to(media_dir)
-        value = {"_type": "trackio.image", "file_path": file_path.as_posix(), "caption": relative}
+        value = {"_type": "trackio.image", "file_path": file_path.as_posix(), "caption": caption}
         # Compact JSON: Trackio finds its Media tab by GLOB-matching '"_type":"trackio.image"'.
         text = json.dumps({key: value}, separators=(",", ":"))
         log_id = f"mlflow-artifact:{run_id}:{relative}"

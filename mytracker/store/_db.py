@@ -589,12 +589,24 @@ def insert_run(
     set_tags(conn, run["run_id"], tags)
     if owner is not None:
         conn.execute("INSERT INTO mlflow_run_owners VALUES (?, ?, ?, ?)", (run["run_id"], *owner))
-    # An empty metrics row makes the run appear in Trackio's dashboard at once.
+    # An empty metrics row makes the run appear in Trackio's dashboard at once; the run's first
+    # real row replaces it (`_drop_placeholder`), so Trackio's step count is the real one.
     conn.execute(
-        "INSERT INTO metrics (run_id, timestamp, run_name, step, metrics) "
-        "VALUES (?, ?, ?, 0, '{}')",
-        (run["run_id"], iso_from_ms(run["start_time"] or 0), run["name"]),
+        "INSERT INTO metrics (run_id, timestamp, run_name, step, metrics, log_id) "
+        "VALUES (?, ?, ?, 0, '{}', ?)",
+        (run["run_id"], iso_from_ms(run["start_time"] or 0), run["name"],
+         _placeholder_log_id(run["run_id"])),
     )
+
+
+def _placeholder_log_id(run_id: str) -> str:
+    return f"mlflow-placeholder:{run_id}"
+
+
+def _drop_placeholder(conn: sqlite3.Connection, run_id: str) -> None:
+    """Remove the run's empty metrics row, in the transaction that adds its first real one
+    (one lookup in Trackio's unique log_id index, whatever the run holds)."""
+    conn.execute("DELETE FROM metrics WHERE log_id = ?", (_placeholder_log_id(run_id),))
 
 
 def update_run(conn: sqlite3.Connection, run_id: str, **fields: Any) -> None:
@@ -749,6 +761,7 @@ def insert_metric_rows(conn: sqlite3.Connection, run_id: str, run_name: str, row
     values[0::3] = iso_texts(rows[0::3])
     table = "metrics (run_id, run_name, timestamp, step, metrics)"
     _insert_values(conn, table, (run_id, run_name), 3, values)
+    _drop_placeholder(conn, run_id)
 
 
 def insert_system_rows(conn: sqlite3.Connection, run_id: str, run_name: str, rows: list) -> None:
@@ -788,7 +801,10 @@ def insert_media_rows(conn: sqlite3.Connection, rows: list[tuple]) -> int:
         "VALUES (?, ?, ?, ?, ?, ?)",
         rows,
     )
-    return conn.total_changes - before
+    added = conn.total_changes - before
+    for run_id in {row[0] for row in rows} if added else ():
+        _drop_placeholder(conn, run_id)
+    return added
 
 
 def last_logged(path: Path) -> str | None:

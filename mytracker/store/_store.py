@@ -57,7 +57,7 @@ from mlflow.store.entities.paged_list import PagedList
 from mlflow.store.tracking import SEARCH_LOGGED_MODEL_MAX_RESULTS_DEFAULT
 from mlflow.store.tracking import SEARCH_MAX_RESULTS_DEFAULT, SEARCH_MAX_RESULTS_THRESHOLD
 from mlflow.store.tracking.abstract_store import AbstractStore
-from mlflow.utils.mlflow_tags import MLFLOW_LOGGED_MODELS
+from mlflow.utils.mlflow_tags import MLFLOW_LOGGED_IMAGES, MLFLOW_LOGGED_MODELS
 from mlflow.utils.mlflow_tags import MLFLOW_RUN_NAME
 from mlflow.utils.name_utils import _generate_random_name
 from mlflow.utils.search_utils import SearchExperimentsUtils, SearchUtils
@@ -625,14 +625,17 @@ class TrackioStore(AbstractStore):
                 _dashboard.refresh_config(conn, run_id)
             row = _db.run_row(conn, run_id)
         if run_status is not None and RunStatus.is_terminated(run_status):
+            _dashboard.wait_for_artifact_writes(run_id)  # end_run returns once images landed
             self._publish_images(db, row)
         return self._to_run(db.experiment().experiment_id, RunRecord(row)).info
 
     @staticmethod
-    def _publish_images(db: ProjectDB, row: _db.RunRow) -> None:
-        """Show a finished run's images in Trackio's Media view. The artifact files are read
-        before the (short) write transaction, not inside it."""
-        rows = _dashboard.image_rows(db.path, row.run_id, row.name, row.artifact_uri)
+    def _publish_images(db: ProjectDB, row: _db.RunRow, only_logged_images: bool = False) -> None:
+        """Show a run's images in Trackio's Media view. The artifact files are read before the
+        (short) write transaction, not inside it."""
+        rows = _dashboard.image_rows(
+            db.path, row.run_id, row.name, row.artifact_uri, only_logged_images
+        )
         if rows:
             with db.write() as conn:
                 _db.insert_media_rows(conn, rows)
@@ -686,6 +689,14 @@ class TrackioStore(AbstractStore):
                 _db.set_tags(conn, run_id, {t.key: t.value for t in tags}.items())
             if params or tags:
                 _dashboard.refresh_config(conn, run_id)
+            logged_images = any(t.key == MLFLOW_LOGGED_IMAGES for t in tags)
+            row = _db.run_row(conn, run_id) if logged_images else None
+        if logged_images:
+            # `log_image(key=, step=)` tags the run after writing (or, from fluent
+            # `mlflow.log_image`, after queueing) its files: show what has landed, while the
+            # run is live. (Not waiting here: MLflow's artifact queue cannot be flushed from
+            # two logging threads at once; `end_run` waits for it.)
+            self._publish_images(self._locate_run(run_id, rescan=False), row, True)
 
     @staticmethod
     def _log_params(conn, run_id: str, params: list[Param]) -> None:
