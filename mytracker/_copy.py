@@ -154,6 +154,20 @@ def _get_store(uri: str, artifact_uri: str | None = None):
     return _tracking_store_registry.get_store(uri, artifact_uri)
 
 
+def source_uri(uri: str) -> str:
+    """A source as a store URI: a plain path to an SQLite file (MLflow 3's default store,
+    ``mlflow.db``) stands for ``sqlite:///`` that file.
+
+    >>> source_uri("/data/mlflow.db")  # doctest: +SKIP
+    'sqlite:////data/mlflow.db'
+    """
+    if urlparse(uri).scheme == "" and os.path.isfile(uri):
+        with open(uri, "rb") as handle:
+            if handle.read(16) == b"SQLite format 3\x00":
+                return f"sqlite:///{os.path.abspath(uri)}"
+    return uri
+
+
 def open_source(uri: str):
     """The MLflow store behind a source URI, after checking that the source exists (MLflow's
     own stores would silently create an empty one)."""
@@ -169,8 +183,16 @@ def open_source(uri: str):
         if not os.path.isdir(os.path.join(path, "0")) and not os.path.isfile(
             os.path.join(path, "0", "meta.yaml")
         ):
+            if os.path.isfile(path):
+                raise _fail(
+                    f"Source {uri!r} is a file but no SQLite database; give an MLflow SQLite "
+                    "file (e.g. mlflow.db or sqlite:///mlflow.db) or an ./mlruns directory."
+                )
             if not os.path.isdir(path):
-                raise _fail(f"Source {uri!r}: no directory {path!r}.")
+                raise _fail(
+                    f"Source {uri!r}: no directory {path!r} (an MLflow SQLite file is "
+                    "given as its path or as sqlite:///PATH)."
+                )
             if not any(os.path.isfile(os.path.join(path, d, "meta.yaml")) for d in os.listdir(path)):
                 raise _fail(f"Source {uri!r}: {path!r} is not an MLflow ./mlruns directory.")
         # Reading the file store is allowed; MLflow refuses it only to stop new writes.
@@ -650,6 +672,7 @@ def copy_store(
     >>> print(copy_store("sqlite:///mlflow.db", "trackio:///data/trackio"))  # doctest: +SKIP
     """
     started = time.perf_counter()
+    src_uri = source_uri(src_uri)
     summary = CopySummary(src_uri, dst_uri)
     if _same_place(src_uri, dst_uri):
         raise _fail("Source and destination are the same store.")

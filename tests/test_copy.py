@@ -597,6 +597,25 @@ def test_bad_sources_get_a_clear_error(source, message, tmp_path, capsys):
     assert not (tmp_path / "missing.db").exists() and not (tmp_path / "no-mlruns").exists()
 
 
+def test_import_takes_the_path_of_mlflows_default_sqlite_file(
+    fresh_sqlite, tmp_path, capsys, monkeypatch
+):
+    source = fresh_sqlite("mlflow")  # sqlite:///<tmp>/mlflow.db, what MLflow 3 makes by default
+    client = MlflowClient(source)
+    with_run = client.create_experiment("from-sqlite")
+    run_id = client.create_run(with_run, run_name="imported").info.run_id
+    client.log_metric(run_id, "loss", 0.5, step=1)
+    monkeypatch.chdir(Path(source.removeprefix("sqlite:///")).parent)
+    assert main(["import", "mlflow.db", "--dir", str(tmp_path / "d"), "--no-progress"]) == 0
+    copied = MlflowClient(f"trackio://{tmp_path / 'd'}").get_run(run_id)
+    assert copied.info.run_name == "imported" and copied.data.metrics == {"loss": 0.5}
+
+    Path("notes.db").write_text("not a database")
+    assert main(["import", "notes.db", "--dir", str(tmp_path / "d"), "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert "is a file but no SQLite database" in err and "Traceback" not in err
+
+
 def test_bad_destination_and_unknown_experiment(source_uri, tmp_path, capsys):
     assert main(["copy", source_uri, "file:///tmp/x", "--no-progress"]) == 1
     assert "Unsupported destination" in capsys.readouterr().err
