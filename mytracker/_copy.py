@@ -406,11 +406,13 @@ class _Destination:
             else:
                 self.store.restore_experiment(experiment_id)
 
-    def artifact_uri(self, experiment_id: str, run_id: str) -> str:
-        from mlflow.utils.uri import append_to_uri_path
+    def artifact_uri(self, experiment_id: str, run_id: str, run_name: str | None = None) -> str:
+        """Where a copied run's artifacts go: as for a run logged there (MLflow's
+        ``<location>/<run id>/artifacts``, or ``mlflow/<run name>/`` in Trackio's Files view)."""
+        from mytracker.store._dashboard import run_artifact_uri
 
         location = self.store.get_experiment(experiment_id).artifact_location
-        return append_to_uri_path(location, run_id, "artifacts")
+        return run_artifact_uri(location, run_id, run_name or run_id)
 
 
 def _tags_of(experiment: Experiment) -> list:
@@ -731,7 +733,8 @@ def _copy_run(src_uri, source, destination, experiment_id, run, held, summary, p
         return
     dst_run = existing[1] if existing else None
     artifact_uri = (
-        dst_run.info.artifact_uri if dst_run else destination.artifact_uri(experiment_id, run_id)
+        dst_run.info.artifact_uri if dst_run
+        else destination.artifact_uri(experiment_id, run_id, run.info.run_name)
     )
     t = time.perf_counter()
     _copy_artifacts(src_uri, run, artifact_uri, summary)

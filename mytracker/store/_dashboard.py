@@ -35,6 +35,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 from urllib.request import url2pathname
 
+from mlflow.entities import LifecycleStage
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_USER
 
 from mytracker.store import _db
@@ -46,7 +47,7 @@ _SERVER_ARTIFACT_DESTINATION = "_MLFLOW_SERVER_ARTIFACT_DESTINATION"
 
 __all__ = [
     "IMAGE_SUFFIXES", "default_artifact_location", "image_rows", "local_artifact_dir",
-    "publish_run_images", "refresh_config", "wait_for_artifact_writes",
+    "publish_run_images", "refresh_config", "run_artifact_uri", "wait_for_artifact_writes",
 ]
 
 
@@ -66,13 +67,22 @@ def refresh_config(conn: sqlite3.Connection, run_id: str) -> None:
         "_mlflow_lifecycle_stage": stage,
         "_mlflow_tags": tags,
     }
-    _db.write_config(conn, run_id, name, config, start_time or 0)
+    # Trackio lists every run that has rows and has no hidden state: a deleted run stays listed,
+    # under a name that says so (a rare, whole-run rewrite of the rows' run_name).
+    shown = f"{name} {DELETED_MARK}" if stage == LifecycleStage.DELETED else name
+    if _db.trackio_run_name(conn, run_id) not in (None, shown):
+        _db.set_trackio_run_name(conn, run_id, shown)
+    _db.write_config(conn, run_id, shown, config, start_time or 0)
+
+
+DELETED_MARK = "(deleted)"
 
 
 # What Trackio's image view renders (Pillow formats browsers display).
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp"})
 MEDIA_FOLDER = "media"
 FILES_FOLDER = "files"
+_MODELS_FOLDER = "models"
 # `MlflowClient.log_image(key=, step=)` writes
 # images/<key with / as ~>+step+<step>+timestamp+<ms>+<uuid>.png and a "+compressed.webp" preview.
 _LOG_IMAGE_NAME = re.compile(
@@ -91,6 +101,35 @@ def default_artifact_location(project_path: Path) -> str:
     project_path = Path(project_path)
     files = project_path.parent / MEDIA_FOLDER / project_path.stem / FILES_FOLDER
     return (files / "mlflow").as_uri()
+
+
+def run_artifact_uri(experiment_location: str, run_id: str, run_name: str) -> str:
+    """Where a new run's artifacts go. Under an experiment location inside Trackio's Files view
+    (`default_artifact_location`), a folder named after the run, so the Files view lists
+    ``mlflow/<run name>/...``: claimed with an atomic mkdir, ``-2``, ``-3`` when the name is
+    taken (the folder keeps the name the run had at creation). Elsewhere MLflow's own layout,
+    ``<location>/<run id>/artifacts``.
+    """
+    from mlflow.utils.uri import append_to_uri_path
+
+    mlflow_layout = append_to_uri_path(experiment_location, run_id, "artifacts")
+    root = local_artifact_dir(experiment_location)
+    if root is None or urlparse(experiment_location).scheme != "file":
+        return mlflow_layout
+    if root.parent.name != FILES_FOLDER or root.parent.parent.parent.name != MEDIA_FOLDER:
+        return mlflow_layout
+    name = re.sub(r"[\\/\x00]", "_", run_name).strip() or run_id
+    if name in (".", "..", _MODELS_FOLDER):  # the experiment's logged models live in models/
+        name = f"{name}-run"
+    for candidate in [name] + [f"{name}-{n}" for n in range(2, 1000)]:
+        try:
+            (root / candidate).mkdir(parents=True)
+        except FileExistsError:
+            continue
+        except OSError:
+            return mlflow_layout
+        return (root / candidate).as_uri()
+    return mlflow_layout
 
 
 def local_artifact_dir(artifact_uri: str | None) -> Path | None:

@@ -671,6 +671,18 @@ def run_name(conn: sqlite3.Connection, run_id: str) -> str | None:
     return row[0] if row else None
 
 
+def trackio_run_name(conn: sqlite3.Connection, run_id: str) -> str | None:
+    """The name Trackio's dashboard shows for the run (its config row's), None before it has one."""
+    row = conn.execute("SELECT run_name FROM configs WHERE run_id = ?", (run_id,)).fetchone()
+    return row[0] if row else None
+
+
+def set_trackio_run_name(conn: sqlite3.Connection, run_id: str, name: str) -> None:
+    """Show the run under `name` in Trackio (every row of it), leaving MLflow's name as it is."""
+    for table in ("metrics", "configs", "system_metrics"):
+        conn.execute(f"UPDATE {table} SET run_name = ? WHERE run_id = ?", (name, run_id))
+
+
 def write_config(
     conn: sqlite3.Connection, run_id: str, run_name: str, config: dict, created_ms: int
 ) -> None:

@@ -560,8 +560,8 @@ class TrackioStore(AbstractStore):
             "user_id": user_id,
             "status": RunStatus.to_string(RunStatus.RUNNING),
             "start_time": start_time,
-            "artifact_uri": append_to_uri_path(
-                experiment.artifact_location, run_id, _ARTIFACTS_FOLDER
+            "artifact_uri": _dashboard.run_artifact_uri(
+                experiment.artifact_location, run_id, run_name
             ),
         }
         with db.write() as conn:
