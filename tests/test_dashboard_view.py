@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import mlflow
@@ -20,6 +21,7 @@ from sklearn.model_selection import GridSearchCV
 
 from mytracker.cli._common import UsageError
 from mytracker.cli._server import project_to_open
+from mytracker.store._store import IMAGE_LOOK_INTERVAL_S
 
 
 @pytest.fixture
@@ -154,15 +156,17 @@ def test_logged_images_show_while_the_run_is_live(home_tracking, unique_name, da
         for step in range(3):
             mlflow.log_metric("loss", 1 / (step + 1), step=step)
             mlflow.log_image(image, key="samples/grid", step=step)  # queued on MLflow's thread
-        mlflow.flush_async_logging()  # the tags that say an image was logged
-        live = images(dashboard, unique_name, run)
-        # All but possibly the last: its file may still be in MLflow's artifact queue.
-        assert {("samples/grid", 0): "samples/grid (step 0)",
-                ("samples/grid", 1): "samples/grid (step 1)"}.items() <= live.items()
+        mlflow.flush_artifact_async_logging()  # the files have landed...
+        time.sleep(IMAGE_LOOK_INTERVAL_S)
+        mlflow.log_metric("loss", 0.2, step=3)  # ...and the run's next batch finds them
+        mlflow.flush_async_logging()
+        assert images(dashboard, unique_name, run) == {
+            ("samples/grid", step): f"samples/grid (step {step})" for step in range(3)
+        }
         mlflow.log_image(image, key="samples/grid", step=3)
     # end_run returned: MLflow's queued image writes have landed and are shown.
     assert images(dashboard, unique_name, run) == {
         ("samples/grid", step): f"samples/grid (step {step})" for step in range(4)
     }
     got = summary(dashboard, unique_name, run)
-    assert (got["num_logs"], got["last_step"]) == (3 + 4, 3)  # 3 metric rows, 4 images
+    assert (got["num_logs"], got["last_step"]) == (4 + 4, 3)  # 4 metric rows, 4 images

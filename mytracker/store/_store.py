@@ -17,6 +17,7 @@ import logging
 import math
 import os
 import threading
+import time
 import uuid
 import weakref
 from collections.abc import Iterator
@@ -92,6 +93,8 @@ _STRING_ATTRIBUTES = {"run_id", "run_name", "status", "user_id", "artifact_uri",
 # MLflow's own schema holds a run name in a VARCHAR(250) (`runs.name`); Trackio copies the name
 # into every metric row and an index, so a longer one is refused rather than repeated.
 MAX_RUN_NAME_LENGTH = 250
+# How often a live run that logged images has its images/ folder read again (see _images_due).
+IMAGE_LOOK_INTERVAL_S = 1.0
 
 
 @contextmanager
@@ -332,6 +335,8 @@ class TrackioStore(AbstractStore):
         # is written to it: an empty Default.db would be the first project Trackio's dashboard
         # opens. Until then the store answers with `_virtual_default`.
         self._opened_ms = get_current_time_millis()
+        self._image_looks: dict[str, float] = {}  # run id -> when its images/ was last read
+        self._image_lock = threading.Lock()
 
     # --- experiments ---------------------------------------------------------------------------
 
@@ -625,6 +630,8 @@ class TrackioStore(AbstractStore):
                 _dashboard.refresh_config(conn, run_id)
             row = _db.run_row(conn, run_id)
         if run_status is not None and RunStatus.is_terminated(run_status):
+            with self._image_lock:
+                self._image_looks.pop(run_id, None)
             _dashboard.wait_for_artifact_writes(run_id)  # end_run returns once images landed
             self._publish_images(db, row)
         return self._to_run(db.experiment().experiment_id, RunRecord(row)).info
@@ -689,14 +696,26 @@ class TrackioStore(AbstractStore):
                 _db.set_tags(conn, run_id, {t.key: t.value for t in tags}.items())
             if params or tags:
                 _dashboard.refresh_config(conn, run_id)
-            logged_images = any(t.key == MLFLOW_LOGGED_IMAGES for t in tags)
-            row = _db.run_row(conn, run_id) if logged_images else None
-        if logged_images:
-            # `log_image(key=, step=)` tags the run after writing (or, from fluent
-            # `mlflow.log_image`, after queueing) its files: show what has landed, while the
-            # run is live. (Not waiting here: MLflow's artifact queue cannot be flushed from
-            # two logging threads at once; `end_run` waits for it.)
+            look_for_images = self._images_due(run_id, tags)
+            row = _db.run_row(conn, run_id) if look_for_images else None
+        if look_for_images:
             self._publish_images(self._locate_run(run_id, rescan=False), row, True)
+
+    def _images_due(self, run_id: str, tags) -> bool:
+        """Whether to look for the run's new `log_image(key=, step=)` images now, so they show
+        while the run is live. MLflow tags the run `mlflow.loggedImages` after writing (or, from
+        fluent `mlflow.log_image`, after queueing) each image's files: look then, and at the
+        run's later batches at most once a second, which finds queued files once they landed.
+        (Waiting for MLflow's artifact queue here is no option: it stops and restarts its thread
+        per flush and cannot be flushed from two logging threads at once; `end_run` waits.)"""
+        now = time.monotonic()
+        with self._image_lock:
+            last = self._image_looks.get(run_id)
+            tagged = any(t.key == MLFLOW_LOGGED_IMAGES for t in tags)
+            if tagged or (last is not None and now - last >= IMAGE_LOOK_INTERVAL_S):
+                self._image_looks[run_id] = now
+                return True
+        return False
 
     @staticmethod
     def _log_params(conn, run_id: str, params: list[Param]) -> None:
