@@ -251,7 +251,7 @@ def test_the_dashboard_shows_mlflow_runs_as_a_person_expects(browser, tmp_path):
             groups = {g.text: c.text for g, c in zip(
                 browser.find_elements("css selector", ".run-group-label"),
                 browser.find_elements("css selector", ".run-group-count"))}
-            assert groups.get("grid-search") == "(2)", groups  # GridSearchCV's two children
+            assert groups.get("grid-search") == "(3)", groups  # the search and its 2 children
             wait_for_chart(browser, ".plot-container .plot svg, .plot-container .plot canvas")
             titles = [t.text for t in browser.find_elements("css selector", ".plot-title")]
             assert not [t for t in titles if t.endswith(".png")], titles

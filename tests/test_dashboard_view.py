@@ -128,6 +128,8 @@ def test_autolog_runs_as_the_dashboard_shows_them(home_tracking, unique_name, da
     # Nested runs carry their parent's name as the group Trackio offers under "Group by".
     configs = dashboard("get_run_configs", project=project)
     assert {configs[c.info.run_id]["_Group"] for c in children} == {"search"}
+    assert configs[parent.info.run_id]["_Group"] == "search"  # the parent is in its group
+    assert configs[single.info.run_id]["_Group"] is None
 
     # Autolog plots: in the Media view, captioned with their file name; listed by run name in
     # the Files view.

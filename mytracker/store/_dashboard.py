@@ -3,8 +3,8 @@ Media views for its artifacts.
 
 **Config view.** Trackio shows a run's ``configs`` row. :func:`refresh_config` derives it from
 MLflow's state: params as top-level keys (as the dashboard shows configs), MLflow's tags and
-state under ``_mlflow_*`` keys, and the parent run's name as ``_Group`` so nested runs group
-under their parent.
+state under ``_mlflow_*`` keys, and the parent run's name as ``_Group`` (on the parent too) so
+nested runs group with their parent. A deleted run's Trackio name says so.
 
 **Artifacts.** MLflow's artifact repository writes artifact files; the tracking store never sees
 them. Trackio 0.43's dashboard finds files in two places only, both under its media directory
@@ -55,8 +55,15 @@ def refresh_config(conn: sqlite3.Connection, run_id: str) -> None:
     """Rewrite the run's Trackio config from its MLflow state, in the caller's transaction."""
     run, params, tags = _db.run_config_sources(conn, run_id)
     name, user_id, status, start_time, stage = run
+    # Trackio's "Group by → Group" puts a run with its children: the children carry the parent's
+    # name, and so does the parent (a top-level run with children).
     parent_id = tags.get(MLFLOW_PARENT_RUN_ID)
-    group = (_db.run_name(conn, parent_id) or parent_id) if parent_id else None
+    if parent_id:
+        group = _db.run_name(conn, parent_id) or parent_id
+        if _db.run_name(conn, parent_id) and _db.config_value(conn, parent_id, "_Group") is None:
+            refresh_config(conn, parent_id)  # its first child: group the parent too
+    else:
+        group = name if _db.any_run_tagged(conn, MLFLOW_PARENT_RUN_ID, run_id) else None
     config = {
         **params,
         "_Username": tags.get(MLFLOW_USER, user_id),

@@ -671,6 +671,21 @@ def run_name(conn: sqlite3.Connection, run_id: str) -> str | None:
     return row[0] if row else None
 
 
+def any_run_tagged(conn: sqlite3.Connection, key: str, value: str) -> bool:
+    row = conn.execute(
+        "SELECT 1 FROM mlflow_tags WHERE key = ? AND value = ? LIMIT 1", (key, value)
+    ).fetchone()
+    return row is not None
+
+
+def config_value(conn: sqlite3.Connection, run_id: str, key: str) -> Any:
+    """One top-level key of the run's Trackio config (None if unset or no config)."""
+    row = conn.execute(
+        "SELECT json_extract(config, ?) FROM configs WHERE run_id = ?", (f'$."{key}"', run_id)
+    ).fetchone()
+    return row[0] if row else None
+
+
 def trackio_run_name(conn: sqlite3.Connection, run_id: str) -> str | None:
     """The name Trackio's dashboard shows for the run (its config row's), None before it has one."""
     row = conn.execute("SELECT run_name FROM configs WHERE run_id = ?", (run_id,)).fetchone()
