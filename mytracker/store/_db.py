@@ -820,17 +820,42 @@ def upsert_latest_metrics(
 
 
 def insert_media_rows(conn: sqlite3.Connection, rows: list[tuple]) -> int:
-    """Insert metrics rows (run_id, timestamp, run_name, step, metrics, log_id) unless their
-    log_id is already there; returns how many were new."""
-    before = conn.total_changes
-    conn.executemany(
-        "INSERT OR IGNORE INTO metrics (run_id, timestamp, run_name, step, metrics, log_id) "
-        "VALUES (?, ?, ?, ?, ?, ?)",
-        rows,
-    )
-    added = conn.total_changes - before
-    for run_id in {row[0] for row in rows} if added else ():
+    """Show images, given as metrics rows (run_id, timestamp, run_name, step, metrics JSON of
+    one key, log_id), in the caller's transaction; returns how many were new. As Trackio keeps
+    what one `trackio.log` call logs, an image joins the run's latest row of its step when that
+    row does not have its key (so Trackio counts a step once), else it gets a row of its own.
+    An image already shown at its step (its file path is in a row of that step, or its log_id
+    is taken) is skipped: publishing again adds nothing."""
+    added = 0
+    for run_id in {row[0] for row in rows}:
         _drop_placeholder(conn, run_id)
+    for run_id, timestamp, run_name, step, text, log_id in rows:
+        ((key, value),) = json.loads(text).items()
+        shown = conn.execute(
+            "SELECT 1 FROM metrics WHERE run_id = ? AND step = ? AND instr(metrics, ?) LIMIT 1",
+            (run_id, step, json.dumps(value["file_path"], ensure_ascii=False)),
+        ).fetchone()
+        if shown or conn.execute("SELECT 1 FROM metrics WHERE log_id = ?", (log_id,)).fetchone():
+            continue
+        latest = conn.execute(
+            "SELECT id, metrics FROM metrics WHERE run_id = ? AND step = ? ORDER BY id DESC LIMIT 1",
+            (run_id, step),
+        ).fetchone()
+        merged = json.loads(latest[1]) if latest else None
+        if merged is not None and key not in merged:
+            merged[key] = value
+            # Compact JSON: Trackio finds its Media tab by GLOB-matching '"_type":"trackio.image"'.
+            conn.execute(
+                "UPDATE metrics SET metrics = ? WHERE id = ?",
+                (json.dumps(merged, separators=(",", ":"), ensure_ascii=False), latest[0]),
+            )
+        else:
+            conn.execute(
+                "INSERT INTO metrics (run_id, timestamp, run_name, step, metrics, log_id) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (run_id, timestamp, run_name, step, text, log_id),
+            )
+        added += 1
     return added
 
 
