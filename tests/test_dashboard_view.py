@@ -173,3 +173,24 @@ def test_logged_images_show_while_the_run_is_live(home_tracking, unique_name, da
     }
     got = summary(dashboard, unique_name, run)
     assert (got["num_logs"], got["last_step"]) == (4, 3)  # each image joined its step's row
+
+
+@pytest.mark.heavy
+def test_images_logged_through_mytracker_server_show_in_media(trackio_home, unique_name,
+                                                              dashboard, tmp_path):
+    from servers import mytracker_server
+
+    image = np.zeros((8, 8, 3), dtype=np.uint8)
+    with mytracker_server(Path(trackio_home), workers=1, log_path=tmp_path / "server.log") as url:
+        mlflow.set_tracking_uri(url)
+        try:
+            mlflow.set_experiment(unique_name)
+            with mlflow.start_run(run_name="remote") as run:
+                for step in range(2):
+                    mlflow.log_image(image, key="samples", step=step, synchronous=True)
+                live = images(dashboard, unique_name, run)
+                mlflow.log_image(image, "final.png")
+        finally:
+            mlflow.set_tracking_uri(None)
+    assert live == {("samples", 0): "samples (step 0)", ("samples", 1): "samples (step 1)"}
+    assert images(dashboard, unique_name, run) == {**live, ("final.png", 0): "final.png"}
