@@ -194,3 +194,16 @@ def test_images_logged_through_mytracker_server_show_in_media(trackio_home, uniq
             mlflow.set_tracking_uri(None)
     assert live == {("samples", 0): "samples (step 0)", ("samples", 1): "samples (step 1)"}
     assert images(dashboard, unique_name, run) == {**live, ("final.png", 0): "final.png"}
+
+
+def test_a_first_point_at_the_run_start_time_is_kept(store_uri):
+    """The empty row that shows a new run is at step 0 and the run's start time; a first point
+    there fills that row, which then stays (only an empty placeholder goes)."""
+    from mlflow.entities import Metric
+
+    client = MlflowClient(store_uri)
+    run = client.create_run(client.create_experiment("start"), start_time=1_700_000_000_000)
+    client.log_batch(run.info.run_id, metrics=[Metric("loss", 1.0, 1_700_000_000_000, 0)])
+    client.log_batch(run.info.run_id, metrics=[Metric("loss", 0.5, 1_700_000_000_010, 1)])
+    history = client.get_metric_history(run.info.run_id, "loss")
+    assert [(m.step, m.value) for m in history] == [(0, 1.0), (1, 0.5)]

@@ -605,8 +605,11 @@ def _placeholder_log_id(run_id: str) -> str:
 
 def _drop_placeholder(conn: sqlite3.Connection, run_id: str) -> None:
     """Remove the run's empty metrics row, in the transaction that adds its first real one
-    (one lookup in Trackio's unique log_id index, whatever the run holds)."""
-    conn.execute("DELETE FROM metrics WHERE log_id = ?", (_placeholder_log_id(run_id),))
+    (one lookup in Trackio's unique log_id index, whatever the run holds). A placeholder that
+    took the batch's points (same step and timestamp: `_metrics` fills open rows) stays."""
+    conn.execute(
+        "DELETE FROM metrics WHERE log_id = ? AND metrics = '{}'", (_placeholder_log_id(run_id),)
+    )
 
 
 def update_run(conn: sqlite3.Connection, run_id: str, **fields: Any) -> None:
