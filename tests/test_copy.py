@@ -358,7 +358,11 @@ def test_trackio_shows_the_copied_runs(source_snapshot, trackio_copy):
     for db in data_dir.glob("*.db"):
         with sqlite3.connect(db) as conn:
             names.update(conn.execute("SELECT run_id, run_name FROM configs"))
-    assert {i: r["info"][0] for i, r in source_snapshot["runs"].items()} == names
+    # A deleted run stays listed in Trackio (it has no hidden state), under a name that says so.
+    assert {
+        i: r["info"][0] + (" (deleted)" if r["info"][4] == "deleted" else "")
+        for i, r in source_snapshot["runs"].items()
+    } == names
 
 
 # --- idempotency and resume -----------------------------------------------------------------
