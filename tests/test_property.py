@@ -33,8 +33,21 @@ FILTERS = [
 ]
 ORDERS = [[], ["metrics.loss"], ["metrics.acc DESC"], ["params.lr DESC"], ["tags.t"], ["attributes.run_name"]]
 
+# Experiment names from all of Unicode (surrogates cannot be stored as text), plus a few that
+# collide, reduce to the same file name, or are longer than a file name in bytes.
+experiment_names = st.one_of(
+    st.sampled_from(["prop", "x", "X", "x ", "a/../b", "実" * 80, "験" * 120, "\U0001d400" * 70]),
+    st.text(st.characters(blacklist_categories=["Cs"]), max_size=90),
+)
+experiment_ref = st.integers(min_value=0, max_value=4)
+
 operation = st.one_of(
     st.tuples(st.just("create_run"), st.sampled_from(["r1", "r2", "other"])),
+    st.tuples(st.just("create_experiment"), experiment_names),
+    st.tuples(st.just("rename_experiment"), experiment_ref, experiment_names),
+    st.tuples(st.just("delete_experiment"), experiment_ref),
+    st.tuples(st.just("restore_experiment"), experiment_ref),
+    st.tuples(st.just("get_experiment_by_name"), experiment_names),
     st.tuples(st.just("log_batch"), run_ref, st.lists(metrics, max_size=8),
               st.lists(params, max_size=2, unique_by=lambda p: p.key), st.lists(tags, max_size=2)),
     st.tuples(st.just("set_tag"), run_ref, tags),
@@ -59,12 +72,27 @@ def replay(uri: str, operations: list) -> list:
         name, *args = op
         if name == "create_run":
             run = r.call(name, c.create_run, experiment_id, start_time=T0 + made, run_name=args[0])
+            if run is None:  # the experiment was deleted
+                continue
             r.runs[run.info.run_id] = made
             made += 1
             continue
         if name == "search":
             filter_string, order_by, view = args
             r.call(name, c.search_runs, [experiment_id], filter_string, view, order_by=order_by)
+            continue
+        if name == "create_experiment":
+            new_id = r.call(name, c.create_experiment, args[0])
+            if new_id is not None:
+                r.experiments[new_id] = len(r.experiments)
+            continue
+        if name == "get_experiment_by_name":
+            r.call(name, c.get_experiment_by_name, args[0])
+            continue
+        if name.endswith("_experiment"):
+            if args[0] < len(r.experiments):
+                method = getattr(c, name)
+                r.call(name, method, r.eid(args[0]), *args[1:])
             continue
         if args[0] >= made:
             continue  # refers to a run not made yet
@@ -87,6 +115,10 @@ def replay(uri: str, operations: list) -> list:
             r.call(name, c.get_metric_history, run_id, args[1])
     for i in range(made):
         r.call("final get_run", c.get_run, r.rid(i))
+    every = c.search_experiments(view_type=ViewType.ALL, max_results=1000)
+    r.log.append(("final experiments", sorted(r.normalize(e) for e in every)))
+    for i in range(len(r.experiments)):
+        r.call("final get_experiment", c.get_experiment, r.eid(i))
     return r.log
 
 

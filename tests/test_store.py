@@ -62,7 +62,10 @@ def test_metric_values_and_timestamps_round_trip_exactly(tracking):
     client.log_batch(run_id, metrics=points)
     history = client.get_metric_history(run_id, "v")
     assert [(m.timestamp, m.step) for m in history] == [(p.timestamp, p.step) for p in points]
-    for got, want in zip(history, values):
+    # Infinities come back as MLflow's SQL store returns them: the largest double.
+    returned = [1.7976931348623157e308 if v == math.inf else -1.7976931348623157e308
+                if v == -math.inf else v for v in values]
+    for got, want in zip(history, returned):
         assert (math.isnan(got.value) and math.isnan(want)) or got.value == want
     assert client.get_run(run_id).data.metrics["v"] == 7.0  # the latest point: largest step
 
@@ -396,3 +399,28 @@ def test_open_project_files_stay_under_the_cap(tracking, data_dir):
         run = client.create_run(experiment_id)
         client.log_metric(run.info.run_id, "m", 1.0)
     assert open_project_files() <= MAX_OPEN_FILES
+
+
+def test_renaming_a_long_run_renames_every_trackio_row(tracking, data_dir):
+    """A rename rewrites the run's Trackio rows a few thousand per transaction (so other writers
+    are not held up for long); when it returns, every row carries the new name."""
+    from mytracker.store._db import RENAME_ROWS_PER_TRANSACTION
+
+    client = MlflowClient()
+    experiment_id = client.create_experiment("rename-long")
+    run_id = client.create_run(experiment_id, run_name="before").info.run_id
+    n = 2 * RENAME_ROWS_PER_TRANSACTION + 123
+    for first in range(0, n, 1000):
+        client.log_batch(run_id, metrics=[
+            Metric("loss", 1.0, 1_700_000_000_000 + i, i) for i in range(first, min(first + 1000, n))
+        ])
+    client.log_metric(run_id, "system/cpu", 3.0, timestamp=1_700_000_000_000, step=0)
+    client.set_tag(run_id, "mlflow.runName", "after")
+    conn = sqlite3.connect(data_dir / "rename-long.db")
+    names = dict(conn.execute(
+        "SELECT run_name, count(*) FROM metrics WHERE run_id = ? GROUP BY run_name", (run_id,)
+    ))
+    assert names == {"after": n + 1}  # and the row that made the run appear at once
+    assert conn.execute("SELECT DISTINCT run_name FROM system_metrics").fetchall() == [("after",)]
+    assert conn.execute("SELECT run_name FROM configs").fetchall() == [("after",)]
+    assert client.get_run(run_id).info.run_name == "after"

@@ -2,9 +2,10 @@
 and every error code must be the same.
 
 Ids differ between stores, so runs and experiments are compared by the order they were made in.
-One deliberate difference: MLflow's SQL store returns +/-inf metrics as +/-1.7976931348623157e308
-(it cannot store infinities); the Trackio store keeps them exact, so infinities are mapped to
-MLflow's stand-ins before comparing.
+MLflow's SQL store returns +/-inf metrics as +/-1.7976931348623157e308 (it cannot store
+infinities); so does the Trackio store, though its Trackio rows keep the exact infinity for the
+dashboard. (Infinities are still mapped to the stand-ins before comparing, which changes nothing
+now.)
 
 One difference of older MLflow: its SQL store kept a NaN metric as 0 and, before MLflow 3.17,
 compared that 0 in searches (`metrics.weird = 0` found the NaN run). The Trackio store answers

@@ -35,8 +35,14 @@ def data_dir(value: str | None, *, create: bool) -> Path:
     else:
         if not value.strip():
             raise UsageError("--dir is empty")
-        path = Path(value).expanduser()
-    path = path.absolute()
+        from mlflow.exceptions import MlflowException
+
+        from mytracker.store._uri import directory_path
+
+        try:  # a trackio:// URI names its directory
+            path = directory_path(os.path.expanduser(value))
+        except MlflowException as error:
+            raise UsageError(f"--dir {value}: {error.message}") from None
     if any(char in str(path) for char in "?#%"):
         # The directory travels inside a trackio:// URI, where these characters mean more.
         raise UsageError(f"--dir {path} contains one of '?', '#', '%'; choose another path")

@@ -1,21 +1,37 @@
 """Which file holds what: the data directory's project files, opened and located.
 
 Every experiment is one Trackio project file, ``<dir>/<project>.db``; the files are the only
-source of truth. The catalog keeps a bounded cache of open files and remembers where it last
-found an experiment or a run, checking the file again before it trusts the memory, so another
-process's changes are never hidden. It also creates new project files safely.
+source of truth. The catalog keeps a bounded cache of open files, creates new project files
+safely, and keeps a directory index (``.mytracker-catalog.sqlite``) so that listing, finding an
+experiment, or finding a run or a model by id does not open every file:
+
+- each project file's experiment row is recorded with the file's identity (what ``stat`` says of
+  the file and its WAL). A file whose identity changed is read again; one that changed within
+  the last 0.1 s is always read again (a write in the same clock tick as the ``stat`` could
+  otherwise go unseen). So another process's writes can never make the index lie;
+- run and model ids are recorded with their file when made, and on a miss the ids of every file
+  changed since its ids were last read are read again;
+- the index is a cache: deleted or damaged, it is rebuilt from the files (the first listing then
+  opens every file once); where it cannot be written it lives in memory for the process.
 """
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import logging
 import os
+import re
+import socket
+import sqlite3
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
+
+import orjson  # a dependency of Trackio's
 
 from mytracker.store import _dashboard
 from mytracker.store._db import DatabaseError, ExperimentRow, ProjectDB
@@ -24,6 +40,146 @@ from mytracker.store._trackio import project_stem
 _logger = logging.getLogger(__name__)
 
 MAX_OPEN_FILES = 64
+INDEX_FILE = ".mytracker-catalog.sqlite"  # not *.db: Trackio lists every *.db as a project
+_RACY_NS = 100_000_000  # a file changed this recently is read again, whatever its identity
+_INDEX_SCHEMA = """
+CREATE TABLE IF NOT EXISTS files (
+    name TEXT PRIMARY KEY,     -- the project file's name in the directory
+    identity TEXT NOT NULL,    -- `_identity` of the file when `experiment` was read
+    experiment TEXT,           -- its ExperimentRow as JSON; NULL: no experiment in it
+    problem TEXT,              -- why the file cannot be used, if it cannot
+    experiment_id TEXT,
+    experiment_name TEXT
+);
+CREATE INDEX IF NOT EXISTS files_experiment_id ON files(experiment_id);
+CREATE INDEX IF NOT EXISTS files_experiment_name ON files(experiment_name);
+CREATE TABLE IF NOT EXISTS ids (id TEXT PRIMARY KEY, name TEXT NOT NULL);  -- runs and models
+CREATE TABLE IF NOT EXISTS ids_read (name TEXT PRIMARY KEY, identity TEXT NOT NULL);
+"""
+
+
+def _identity(path: str | Path, wal_exists: bool = True) -> str | None:
+    """The file's identity (inode, size, mtime of the file, and of its WAL while that holds
+    frames), "racy" if it changed in the last 0.1 s, or None if it is gone. An empty or missing
+    WAL counts alike: readers open and close one without changing anything. (`wal_exists`
+    False: a directory listing just showed there is none, so it is not looked for.)"""
+    try:
+        main = os.stat(path)
+    except FileNotFoundError:
+        return None
+    wal_part, newest = "-", main.st_mtime_ns
+    if wal_exists:
+        try:
+            wal = os.stat(f"{path}-wal")
+            if wal.st_size:
+                wal_part, newest = f"{wal.st_size}:{wal.st_mtime_ns}", max(newest, wal.st_mtime_ns)
+        except FileNotFoundError:
+            pass
+    if time.time_ns() - newest < _RACY_NS:
+        return "racy"
+    return f"{main.st_ino}:{main.st_size}:{main.st_mtime_ns}:{wal_part}"
+
+
+class _Index:
+    """The directory index: a SQLite file of its own, beside the project files."""
+
+    def __init__(self, data_dir: Path):
+        self.path = data_dir / INDEX_FILE
+        self._lock = threading.RLock()
+        self._conn: sqlite3.Connection | None = None
+        self._pid = os.getpid()
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None or self._pid != os.getpid():
+            self._pid = os.getpid()
+            try:
+                self._conn = self._open(str(self.path))
+            except sqlite3.DatabaseError:  # damaged: it is only a cache
+                for leftover in (self.path, Path(f"{self.path}-wal"), Path(f"{self.path}-shm")):
+                    try:
+                        leftover.unlink(missing_ok=True)
+                    except OSError:
+                        pass
+                try:
+                    self._conn = self._open(str(self.path))
+                except sqlite3.DatabaseError:  # e.g. a read-only directory: this process only
+                    self._conn = self._open(":memory:")
+        return self._conn
+
+    @staticmethod
+    def _open(target: str) -> sqlite3.Connection:
+        conn = sqlite3.connect(target, timeout=30, isolation_level=None, check_same_thread=False)
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.executescript(_INDEX_SCHEMA)
+            conn.execute("SELECT count(*) FROM files").fetchone()
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def query(self, sql: str, args: tuple = ()) -> list[tuple]:
+        with self._lock:
+            try:
+                return self._connection().execute(sql, args).fetchall()
+            except sqlite3.DatabaseError:
+                self._conn = None  # damaged under us: rebuilt on the next call
+                return []
+
+    def write(self, sql: str, rows: list[tuple]) -> None:
+        if not rows:
+            return
+        with self._lock:
+            try:
+                conn = self._connection()
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    conn.executemany(sql, rows)
+                    conn.execute("COMMIT")
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+            except sqlite3.DatabaseError:
+                self._conn = None  # a cache that cannot be written is only slower
+
+
+def _experiment_json(experiment: ExperimentRow) -> str:
+    return orjson.dumps(experiment._asdict()).decode()
+
+
+def _experiment_from_json(text: str) -> ExperimentRow:
+    return ExperimentRow(**orjson.loads(text))
+
+# A new project file is first made as `.<file>.<pid>.<host>.draft` (older versions: without the
+# host), plus SQLite's -wal/-shm/-journal beside it while open.
+_DRAFT = re.compile(r"\.[^.]+\.db\.(\d+)(?:\.(.+))?\.draft(?:-wal|-shm|-journal)?")
+
+
+def _host() -> str:
+    # ASCII only and short: the draft's file name must stay under 255 bytes (see _trackio).
+    name = "".join(c for c in socket.gethostname() if c.isascii() and (c.isalnum() or c in "-_"))
+    return name[:32] or "host"
+
+
+def _cannot_write(path: Path, error: OSError) -> DatabaseError:
+    """An OSError while making a file, named for a person, with what to do about it."""
+    if error.errno == errno.ENOSPC:
+        advice = "the disk is full; free disk space (nothing was written)"
+    elif error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        advice = "make the data directory and its files writable (nothing was written)"
+    else:
+        advice = "nothing was written"
+    return DatabaseError(f"Cannot write {path}: {error.strerror or error}; {advice}.")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # e.g. another user's process: alive
+        return True
+    return True
 
 
 class Catalog:
@@ -34,9 +190,7 @@ class Catalog:
         self._lock = threading.RLock()
         self._dbs: OrderedDict[Path, ProjectDB] = OrderedDict()
         self._pid = os.getpid()
-        self._run_paths: dict[str, Path] = {}
-        self._experiment_paths: dict[str, Path] = {}
-        self._model_paths: dict[str, Path] = {}
+        self._index = _Index(data_dir)
         self._broken_warned: set[Path] = set()
 
     # --- open files -----------------------------------------------------------------------------
@@ -56,69 +210,184 @@ class Catalog:
             self._dbs.move_to_end(path)
             return db
 
-    def _project_dbs(self) -> Iterator[ProjectDB]:
-        """Every readable project database in the data directory, in name order."""
-        for path in sorted(self.data_dir.glob("*.db")):
-            try:
-                yield self.db(path)
-            except (DatabaseError, FileNotFoundError) as e:
-                self._warn_skipping(path, e)
+    def _forget(self, path: Path) -> None:
+        with self._lock:
+            db = self._dbs.pop(path, None)
+        if db is not None:
+            db.release()
 
-    def _warn_skipping(self, path: Path, error: Exception) -> None:
+    def _warn_skipping(self, path: Path, problem: str) -> None:
         if path not in self._broken_warned:
             self._broken_warned.add(path)
-            _logger.warning("Skipping %s: %s", path, error)
+            _logger.warning("Skipping %s: %s", path, problem)
 
     # --- experiments ----------------------------------------------------------------------------
 
-    def experiments(self) -> list[tuple[ProjectDB, ExperimentRow]]:
-        """Every experiment of the directory, with its file; damaged files are skipped (with one
-        warning each) so the others still list."""
-        found = []
-        for db in self._project_dbs():
+    def _read(self, path: Path, identity: str | None, strict: bool = False) -> ExperimentRow | None:
+        """The experiment in a file, read from the file, and recorded in the index. A file that
+        cannot be used is skipped with a warning, or (strict) raises its DatabaseError."""
+        experiment, problem = None, None
+        if identity is not None:
             try:
-                experiment = db.experiment()
+                experiment = self.db(path).experiment()
+            except FileNotFoundError:
+                identity = None
             except DatabaseError as e:
-                self._warn_skipping(db.path, e)
-                continue
-            if experiment is not None:
-                self._experiment_paths[experiment.experiment_id] = db.path
-                found.append((db, experiment))
+                problem = str(e)
+        if identity is None:  # gone: forget it, and any connection still open to it
+            self._forget(path)
+            self._index.write("DELETE FROM files WHERE name = ?", [(path.name,)])
+            return None
+        # A "racy" identity is recorded too: it never matches, so the file is read again.
+        self._index.write(
+            "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?)",
+            [(
+                path.name, identity, experiment and _experiment_json(experiment), problem,
+                experiment and experiment.experiment_id, experiment and experiment.name,
+            )],
+        )
+        if problem:
+            if strict:
+                raise DatabaseError(problem)
+            self._warn_skipping(path, problem)
+        return experiment
+
+    def _current(
+        self, name: str, identity: str, experiment: str | None, problem: str | None,
+        strict: bool = False,
+    ) -> ExperimentRow | None:
+        """An index row's experiment if its file is unchanged, else the file's, read again."""
+        path = self.data_dir / name
+        now = _identity(path)
+        if now is None or now == "racy" or now != identity:
+            return self._read(path, now, strict)
+        if problem:
+            if strict:
+                raise DatabaseError(problem)
+            self._warn_skipping(path, problem)
+        return None if experiment is None else _experiment_from_json(experiment)
+
+    def _sync(self) -> list[tuple[str, str | None]]:
+        """Bring the index up to date with the directory: `stat` every project file and read
+        again only those that changed. Returns (file name, experiment JSON or None) per file,
+        in name order; damaged files warn (once each) and hold None."""
+        recorded = {
+            name: (identity, experiment, problem)
+            for name, identity, experiment, problem in self._index.query(
+                "SELECT name, identity, experiment, problem FROM files"
+            )
+        }
+        listing = os.listdir(self.data_dir)
+        wals = {n for n in listing if n.endswith(".db-wal")}
+        names = sorted(n for n in listing if n.endswith(".db") and n[0] != ".")
+        directory = str(self.data_dir)
+        found = []
+        for name in names:
+            identity, experiment, problem = recorded.get(name, ("", None, None))
+            now = _identity(os.path.join(directory, name), f"{name}-wal" in wals)
+            if now is None or now == "racy" or now != identity:
+                current = self._read(self.data_dir / name, now)
+                experiment = None if current is None else _experiment_json(current)
+            elif problem:
+                self._warn_skipping(self.data_dir / name, problem)
+            found.append((name, experiment))
+        gone = set(recorded) - set(names)
+        self._index.write("DELETE FROM files WHERE name = ?", [(name,) for name in gone])
         return found
 
-    def find_experiment(self, experiment_id: str) -> tuple[ProjectDB, ExperimentRow] | None:
-        path = self._experiment_paths.get(experiment_id)
-        if path is not None and path.exists():
-            db = self.db(path)
-            experiment = db.experiment()
-            if experiment is not None and experiment.experiment_id == experiment_id:
-                return db, experiment
-        for db, experiment in self.experiments():
-            if experiment.experiment_id == experiment_id:
-                return db, experiment
+    def experiments(self) -> list[tuple[Path, ExperimentRow]]:
+        """Every experiment of the directory with its file, in file-name order; damaged files are
+        skipped (with one warning each) so the others still list. Only files that changed since
+        the index last read them are opened."""
+        return [
+            (self.data_dir / name, _experiment_from_json(experiment))
+            for name, experiment in self._sync()
+            if experiment is not None
+        ]
+
+    def experiment_ids(self) -> list[int]:
+        """The ids of every readable experiment of the directory."""
+        self._sync()
+        return [int(row[0]) for row in self._index.query(
+            "SELECT experiment_id FROM files WHERE experiment_id IS NOT NULL"
+        )]
+
+    def _find(self, field: str, value: str) -> tuple[Path, ExperimentRow] | None:
+        """The experiment whose `field` ("experiment_id" or "name") is `value`: where the index
+        says, checked; else after bringing the index up to date."""
+        column = "experiment_id" if field == "experiment_id" else "experiment_name"
+        sql = f"SELECT name, identity, experiment, problem FROM files WHERE {column} = ?"
+        for synced in (False, True):
+            if synced:
+                self._sync()
+            for row in self._index.query(sql, (value,)):
+                current = self._current(*row)
+                if current is not None and getattr(current, field) == value:
+                    return self.data_dir / row[0], current
         return None
 
+    def find_experiment(self, experiment_id: str) -> tuple[ProjectDB, ExperimentRow] | None:
+        found = self._find("experiment_id", experiment_id)
+        return None if found is None else (self.db(found[0]), found[1])
+
     def find_experiment_by_name(self, name: str) -> ExperimentRow | None:
-        # The file named after the experiment is the likely home; a rename can move the name.
-        path = self.data_dir / f"{project_stem(name)}.db"
-        if path.exists():
-            experiment = self.db(path).experiment()
+        # The file named after the experiment is its likely home: a damaged one is an error here,
+        # as it would be when creating the experiment. A rename can move the name elsewhere.
+        likely = f"{project_stem(name)}.db"
+        if (self.data_dir / likely).exists():
+            recorded = self._index.query(
+                "SELECT name, identity, experiment, problem FROM files WHERE name = ?", (likely,)
+            )
+            row = recorded[0] if recorded else (likely, "", None, None)
+            experiment = self._current(*row, strict=True)
             if experiment is not None and experiment.name == name:
                 return experiment
-        for _, experiment in self.experiments():
-            if experiment.name == name:
-                return experiment
-        return None
+        found = self._find("name", name)
+        return None if found is None else found[1]
+
+    def refresh(self, path: Path) -> None:
+        """Record a file's experiment again after this process changed it."""
+        self._read(path, _identity(path))
 
     @contextmanager
     def directory_lock(self) -> Iterator[None]:
         """Serialises experiment creation across processes."""
-        with open(self.data_dir / ".mytracker.lock", "w") as handle:
+        path = self.data_dir / ".mytracker.lock"
+        try:
+            # Read-only is enough to lock, so another user can lock a file this one made.
+            handle = os.fdopen(os.open(path, os.O_RDONLY | os.O_CREAT, 0o666))
+        except OSError as e:  # e.g. a read-only directory: only reading works there
+            raise _cannot_write(path, e) from e
+        with handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
             try:
                 yield
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def new_experiment_id(self) -> str:
+        """The id of a new experiment, under the directory lock: one more than any id handed out
+        before. A file that cannot be read now (damaged, moved away for a while) still holds its
+        id, so the largest id ever handed out is kept in `.mytracker.ids` beside the files; it
+        only grows, and a missing one is rebuilt from the files."""
+        mark = self.data_dir / ".mytracker.ids"
+        try:
+            handed_out = int(mark.read_text())
+        except FileNotFoundError:
+            handed_out = 0
+        except (OSError, ValueError) as e:
+            _logger.warning("Rebuilding %s from the project files: %s", mark, e)
+            handed_out = 0
+        new_id = 1 + max([handed_out, *self.experiment_ids()])
+        draft = mark.with_name(f"{mark.name}.{os.getpid()}")
+        try:
+            draft.write_text(f"{new_id}\n")
+            os.replace(draft, mark)  # whole or not at all: a torn mark could go backwards
+        except OSError as e:
+            with suppress(OSError):  # on a read-only file system even this fails
+                draft.unlink(missing_ok=True)
+            raise _cannot_write(mark, e) from e
+        return str(new_id)
 
     def _new_project_path(self, name: str) -> Path:
         """A file for a new experiment: the Trackio project of the same name when that is free
@@ -165,7 +434,8 @@ class Catalog:
             else:
                 # Made whole under a name no reader lists, then renamed into place, so another
                 # process never opens a half-made project.
-                draft = path.with_name(f".{path.name}.{os.getpid()}.draft")
+                self._remove_dead_drafts()
+                draft = path.with_name(f".{path.name}.{os.getpid()}.{_host()}.draft")
                 try:
                     draft_db = ProjectDB(draft, create=True)
                     try:
@@ -178,38 +448,63 @@ class Catalog:
                         leftover.unlink(missing_ok=True)
                     raise
         except OSError as e:
-            raise DatabaseError(f"Cannot write {path}: {e}") from e
-        self._experiment_paths[experiment_id] = path
+            raise _cannot_write(path, e) from e
+        self.refresh(path)
 
-    # --- runs -----------------------------------------------------------------------------------
+    def _remove_dead_drafts(self) -> None:
+        """Delete the drafts of processes killed while creating an experiment (a draft is
+        renamed into place or deleted by a process that lives). Only drafts made on this host
+        by a process that is gone: another process's draft, or one from another host sharing
+        the directory, is never touched."""
+        host = _host()
+        for path in self.data_dir.glob(".*.draft*"):
+            match = _DRAFT.fullmatch(path.name)
+            if match and match[2] in (None, host) and not _pid_alive(int(match[1])):
+                _logger.info("Removing %s, left by a process killed while creating it", path)
+                path.unlink(missing_ok=True)
+
+    # --- runs and logged models -------------------------------------------------------------
 
     def locate_run(self, run_id: str, rescan: bool) -> ProjectDB | None:
-        """The file that holds the run: where it was last seen, or (rescan) wherever it is now."""
-        path = None if rescan else self._run_paths.get(run_id)
-        if path is not None:
-            return self.db(path)
-        for db in self._project_dbs():
-            if db.has_run(run_id):
-                self._run_paths[run_id] = db.path
-                return db
-        return None
-
-    def remember_run(self, run_id: str, path: Path) -> None:
-        self._run_paths[run_id] = path
-
-    # --- logged models --------------------------------------------------------------------------
+        """The file that holds the run: where the index says, or (rescan) after reading the ids
+        of every file changed since its ids were last read."""
+        return self._locate(run_id, rescan)
 
     def locate_model(self, model_id: str, rescan: bool) -> ProjectDB | None:
-        """The file that holds the logged model: where it was last seen, or (rescan) wherever it
-        is now."""
-        path = None if rescan else self._model_paths.get(model_id)
-        if path is not None:
-            return self.db(path)
-        for db in self._project_dbs():
-            if db.has_logged_model(model_id):
-                self._model_paths[model_id] = db.path
-                return db
+        """The file that holds the logged model, found as `locate_run` finds a run."""
+        return self._locate(model_id, rescan)
+
+    def remember_run(self, run_id: str, path: Path) -> None:
+        self._index.write("INSERT OR REPLACE INTO ids VALUES (?, ?)", [(run_id, path.name)])
+
+    remember_model = remember_run
+
+    def _locate(self, entity_id: str, rescan: bool) -> ProjectDB | None:
+        if rescan:
+            self._read_changed_ids()
+        for (name,) in self._index.query("SELECT name FROM ids WHERE id = ?", (entity_id,)):
+            try:
+                return self.db(self.data_dir / name)
+            except (DatabaseError, FileNotFoundError):
+                pass
+        if not rescan:
+            return self._locate(entity_id, rescan=True)
         return None
 
-    def remember_model(self, model_id: str, path: Path) -> None:
-        self._model_paths[model_id] = path
+    def _read_changed_ids(self) -> None:
+        read = dict(self._index.query("SELECT name, identity FROM ids_read"))
+        for path in sorted(self.data_dir.glob("*.db")):
+            identity = _identity(path)
+            if identity is None or (identity != "racy" and read.get(path.name) == identity):
+                continue
+            try:
+                ids = self.db(path).entity_ids()
+            except (DatabaseError, FileNotFoundError):
+                continue
+            self._index.write(
+                "INSERT OR REPLACE INTO ids VALUES (?, ?)", [(i, path.name) for i in ids]
+            )
+            if identity != "racy":
+                self._index.write(
+                    "INSERT OR REPLACE INTO ids_read VALUES (?, ?)", [(path.name, identity)]
+                )

@@ -196,6 +196,8 @@ class ProjectDB:
             raise FileNotFoundError(path)
         # In a read-only directory SQLite cannot make the WAL index files it needs to read a WAL
         # database; there the file is opened immutable, so reading works and writing says why not.
+        # Immutable ignores the WAL, though: while a writer (e.g. another user) has the file open,
+        # its -wal and -shm exist and a read-only connection reads the WAL through them.
         self.read_only = path.exists() and not os.access(path.parent, os.W_OK)
         self._closed = False
         self.conn = self._connect()
@@ -206,7 +208,10 @@ class ProjectDB:
             raise
 
     def _connect(self) -> sqlite3.Connection:
-        target = f"file:{quote(str(self.path))}?immutable=1" if self.read_only else str(self.path)
+        target = str(self.path)
+        if self.read_only:
+            in_use = all(Path(f"{self.path}{suffix}").exists() for suffix in ("-wal", "-shm"))
+            target = f"file:{quote(str(self.path))}?{'mode=ro' if in_use else 'immutable=1'}"
         try:
             return sqlite3.connect(
                 target, timeout=LOCK_TIMEOUT_S, isolation_level=None, check_same_thread=False,
@@ -216,41 +221,60 @@ class ProjectDB:
             raise DatabaseError(f"Cannot open Trackio database {self.path}: {e}") from e
 
     def _prepare(self, create: bool) -> None:
+        # Inspect before writing: switching to WAL rewrites the file's header, so a file that
+        # is refused (MLflow's own database, another schema, an empty file) is only read.
         try:
-            if not self.read_only:
-                _configure(self.conn)
             version = self.conn.execute("PRAGMA user_version").fetchone()[0]
             tables = {
                 row[0]
                 for row in self.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
             }
         except sqlite3.DatabaseError as e:
-            if shutil.disk_usage(self.path.parent).free < 1 << 20:
-                raise DatabaseError(
-                    f"Cannot open Trackio database {self.path} ({e}): the disk is full; free disk "
-                    "space (nothing was written)."
-                ) from e
-            raise DatabaseError(
-                f"{self.path} is not a usable SQLite database ({e}). It may be truncated or "
-                "not a Trackio project at all: move it out of the data directory, or restore it "
-                "from a copy."
-            ) from e
+            raise self._unusable(e) from e
         if version == 0 and not tables:
             if not create:
-                raise DatabaseError(f"{self.path} is an empty database, not a Trackio project.")
+                raise DatabaseError(
+                    f"{self.path} is an empty database, not a Trackio project. Nothing was "
+                    "written to it."
+                )
+        elif {"alembic_version", "experiments"} & tables:
+            raise DatabaseError(
+                f"{self.path} is MLflow's own SQLite database, not a Trackio project: keep it "
+                "outside the Trackio data directory (`mytracker import sqlite:///<file>` copies "
+                "its history in). Nothing was written to it."
+            )
         elif version != TRACKIO_SCHEMA_VERSION:
             hint = (
                 "open it once with that Trackio version (for example `trackio show`) to migrate it"
-                if version < TRACKIO_SCHEMA_VERSION
+                if version < TRACKIO_SCHEMA_VERSION and "metrics" in tables
                 else "upgrade mytracker to a version that supports it"
+                if version > TRACKIO_SCHEMA_VERSION
+                else "it is not a Trackio project: move it out of the data directory"
             )
             raise DatabaseError(
                 f"{self.path} has Trackio database schema version {version}; mytracker supports "
                 f"{SUPPORTED_TRACKIO}: {hint}. Nothing was written to it."
             )
+        if not self.read_only:  # ours, or being created
+            try:
+                _configure(self.conn)
+            except sqlite3.DatabaseError as e:
+                raise self._unusable(e) from e
         self.adopted = "mlflow_experiment" in tables
         if self.adopted and not self.read_only and _migrations.pending(self.conn):
             self.ensure_schema()
+
+    def _unusable(self, e: sqlite3.DatabaseError) -> DatabaseError:
+        if shutil.disk_usage(self.path.parent).free < 1 << 20:
+            return DatabaseError(
+                f"Cannot open Trackio database {self.path} ({e}): the disk is full; free disk "
+                "space (nothing was written)."
+            )
+        return DatabaseError(
+            f"{self.path} is not a usable SQLite database ({e}). It may be truncated or "
+            "not a Trackio project at all: move it out of the data directory, or restore it "
+            "from a copy."
+        )
 
     def _is_adopted(self) -> bool:
         """Whether the file holds an MLflow experiment (another process may have just made it)."""
@@ -388,6 +412,16 @@ class ProjectDB:
             return False
         with self.read() as conn:
             return has_logged_models_table(conn) and logged_model_row(conn, model_id) is not None
+
+    def entity_ids(self) -> list[str]:
+        """Every run id and logged-model id in the file."""
+        if not self._is_adopted():
+            return []
+        with self.read() as conn:
+            ids = [row[0] for row in conn.execute("SELECT run_id FROM mlflow_runs")]
+            if has_logged_models_table(conn):
+                ids += [row[0] for row in conn.execute("SELECT model_id FROM mlflow_logged_models")]
+        return ids
 
     def running_runs(self) -> list[tuple]:
         """(run_id, host, pid, process_start, last metric timestamp_ms) of RUNNING runs."""
@@ -613,15 +647,44 @@ def _drop_placeholder(conn: sqlite3.Connection, run_id: str) -> None:
 
 
 def update_run(conn: sqlite3.Connection, run_id: str, **fields: Any) -> None:
+    """Change a run's MLflow row. A new name reaches its Trackio config here; its metric rows
+    follow with `rename_run_rows`, after the transaction."""
     assignments = ", ".join(f"{column} = ?" for column in fields)
     conn.execute(
         f"UPDATE mlflow_runs SET {assignments} WHERE run_id = ?", (*fields.values(), run_id)
     )
     if "name" in fields:
-        for table in ("metrics", "configs", "system_metrics"):
-            conn.execute(
-                f"UPDATE {table} SET run_name = ? WHERE run_id = ?", (fields["name"], run_id)
-            )
+        conn.execute("UPDATE configs SET run_name = ? WHERE run_id = ?", (fields["name"], run_id))
+
+
+RENAME_ROWS_PER_TRANSACTION = 10_000
+
+
+def rename_run_rows(db: ProjectDB, run_id: str, name: str) -> None:
+    """Give a run's Trackio metric rows the run's new name, a few thousand rows a transaction,
+    pausing a quarter of the time each took, so another writer of the file waits for one
+    chunk at most. Rows still under an older name are found through Trackio's (run_id,
+    run_name) index, so each chunk costs its own rows. Stops if the run is renamed again
+    meanwhile: that rename finishes the job."""
+    stale_rows = (
+        ("metrics", "run_name < ?2"),  # two ranges of the index, not one `!=` scan
+        ("metrics", "run_name > ?2"),
+        ("system_metrics", "run_name != ?2"),  # few rows, and no run_name index
+    )
+    for table, stale in stale_rows:
+        while True:
+            started = time.monotonic()
+            with db.write() as conn:
+                if run_name(conn, run_id) != name:
+                    return
+                changed = conn.execute(
+                    f"UPDATE {table} SET run_name = ?2 WHERE id IN (SELECT id FROM {table} "
+                    f"WHERE run_id = ?1 AND {stale} LIMIT {RENAME_ROWS_PER_TRANSACTION})",
+                    (run_id, name),
+                ).rowcount
+            if changed < RENAME_ROWS_PER_TRANSACTION:
+                break
+            time.sleep((time.monotonic() - started) / 4)
 
 
 def set_tags(conn: sqlite3.Connection, run_id: str, tags: Iterable[tuple[str, str]]) -> None:

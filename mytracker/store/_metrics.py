@@ -27,6 +27,7 @@ from mytracker.store._db import ProjectDB
 from mytracker.store._trackio import (
     SYSTEM_STEP_KEY,
     clamped,
+    finite,
     json_numbers,
     mlflow_metric_key,
     ms_from_iso,
@@ -42,6 +43,8 @@ _QUOTED_STEP = quoted_key(SYSTEM_STEP_KEY)
 # --- validation ---------------------------------------------------------------------------------
 
 _MAX_TIMESTAMP_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z, the last one ISO text holds
+_MIN_STEP, _MAX_STEP = -(2**63), 2**63 - 1  # a step is a SQLite INTEGER, as in MLflow's store
+_MAX_PAGE_SKIP = 2**31  # points of one (timestamp, step) a page token may skip
 _VALID_KEYS: set[str] = set()  # metric names that passed MLflow's validation
 _NUMBER_TYPES = {float, int}
 _INT_TYPE = {int}
@@ -53,6 +56,17 @@ def check_timestamp(timestamp_ms, path: str) -> None:
             f"Invalid value {timestamp_ms} for parameter '{path}': the Trackio store keeps "
             "timestamps as ISO dates, so they must lie between 1970 and 9999 "
             f"(0 to {_MAX_TIMESTAMP_MS} ms).",
+            INVALID_PARAMETER_VALUE,
+        )
+
+
+def check_int64(value, path: str) -> None:
+    """MLflow's SQL store keeps steps and times as 64-bit integers (and fails on larger ones
+    with SQLite's OverflowError); here they are refused as the bad input they are."""
+    if value is not None and not _MIN_STEP <= value <= _MAX_STEP:
+        raise MlflowException(
+            f"Invalid value {value} for parameter '{path}': it must fit in a 64-bit integer "
+            f"({_MIN_STEP} to {_MAX_STEP}).",
             INVALID_PARAMETER_VALUE,
         )
 
@@ -79,6 +93,8 @@ def metric_columns(metrics: Sequence[Metric]) -> tuple[list, list, list, list]:
         and _INT_TYPE.issuperset(map(type, steps))
         and 0 <= min(timestamps)
         and max(timestamps) <= _MAX_TIMESTAMP_MS
+        and _MIN_STEP <= min(steps)
+        and max(steps) <= _MAX_STEP
         and _VALID_KEYS.issuperset(keys)
     ):
         for index, (key, value, timestamp_ms, step) in enumerate(
@@ -89,10 +105,12 @@ def metric_columns(metrics: Sequence[Metric]) -> tuple[list, list, list, list]:
                 and type(timestamp_ms) is int
                 and 0 <= timestamp_ms <= _MAX_TIMESTAMP_MS
                 and type(step) is int
+                and _MIN_STEP <= step <= _MAX_STEP
                 and key in _VALID_KEYS
             ):
                 _validate_metric(key, value, timestamp_ms, step, path=f"metrics[{index}]")
                 check_timestamp(timestamp_ms, f"metrics[{index}].timestamp")
+                check_int64(step, f"metrics[{index}].step")
                 if len(_VALID_KEYS) > 100_000:
                     _VALID_KEYS.clear()
                 _VALID_KEYS.add(key)
@@ -336,7 +354,9 @@ def metric_history(db: ProjectDB, run_id: str, metric_key: str, max_results, pag
         if start and last == start[:2]:
             done_in_group += skip
         token = _encode_history_token(*last, done_in_group) if last else None
-    return PagedList([Metric(metric_key, value, ts, step) for ts, step, value in page], token)
+    # Infinities stay exact in Trackio's rows; MLflow's answer is its SQL store's (largest double).
+    metrics = [Metric(metric_key, finite(value), ts, step) for ts, step, value in page]
+    return PagedList(metrics, token)
 
 
 def _encode_history_token(timestamp_ms: int, step: int, done: int) -> str:
@@ -349,6 +369,14 @@ def _decode_history_token(token: str | None) -> tuple[int, int, int] | None:
         return None
     try:
         timestamp_ms, step, done = json.loads(base64.urlsafe_b64decode(token))["after"]
-        return int(timestamp_ms), int(step), int(done)
     except Exception:
-        raise MlflowException(f"Invalid page token {token!r}", INVALID_PARAMETER_VALUE) from None
+        timestamp_ms = None
+    # A token comes back from the client, so it may be forged: only the integers this store
+    # hands out are accepted (SQLite cannot bind numbers beyond 64 bits; a float is not a step).
+    if not (
+        type(timestamp_ms) is int and 0 <= timestamp_ms <= _MAX_TIMESTAMP_MS
+        and type(step) is int and _MIN_STEP <= step <= _MAX_STEP
+        and type(done) is int and 0 <= done <= _MAX_PAGE_SKIP
+    ):
+        raise MlflowException(f"Invalid page token {token!r}", INVALID_PARAMETER_VALUE)
+    return timestamp_ms, step, done

@@ -48,6 +48,7 @@ from mlflow.entities.run_outputs import RunOutputs
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import BAD_REQUEST
 from mlflow.protos.databricks_pb2 import (
+    BAD_REQUEST,
     INVALID_PARAMETER_VALUE,
     INVALID_STATE,
     NOT_IMPLEMENTED,
@@ -80,7 +81,7 @@ from mlflow.utils.validation import (
 from mytracker.store import _dashboard, _db, _metrics
 from mytracker.store._catalog import Catalog
 from mytracker.store._db import DatabaseError, DatasetInputRow, ExperimentRow, ProjectDB, RunRecord
-from mytracker.store._trackio import clamped, project_stem
+from mytracker.store._trackio import clamped, finite, project_stem
 from mytracker.store._uri import data_dir_from_uri
 
 _logger = logging.getLogger(__name__)
@@ -408,12 +409,11 @@ class TrackioStore(AbstractStore):
         for tag in tags or []:
             _validate_experiment_tag(tag.key, tag.value)
         with self._catalog.directory_lock():
-            experiments = self._catalog.experiments()
             if self.get_experiment_by_name(name) is not None:
                 raise MlflowException(
                     f"Experiment(name={name}) already exists.", RESOURCE_ALREADY_EXISTS
                 )
-            experiment_id = str(1 + max((int(e.experiment_id) for _, e in experiments), default=0))
+            experiment_id = self._catalog.new_experiment_id()
             self._catalog.create_experiment_file(
                 experiment_id, name, artifact_location, self.artifact_uri,
                 get_current_time_millis(), {t.key: t.value for t in tags or []},
@@ -496,9 +496,8 @@ class TrackioStore(AbstractStore):
             if experiment.lifecycle_stage != LifecycleStage.ACTIVE:
                 raise MlflowException("Cannot rename a non-active experiment.", INVALID_STATE)
             if new_name != experiment.name and self.get_experiment_by_name(new_name):
-                raise MlflowException(
-                    f"Experiment(name={new_name}) already exists.", RESOURCE_ALREADY_EXISTS
-                )
+                # BAD_REQUEST, as MLflow's SQL store answers (its unique constraint fails).
+                raise MlflowException(f"Experiment(name={new_name}) already exists.", BAD_REQUEST)
             with db.write() as conn:
                 _db.update_experiment(conn, name=new_name, last_update_time=get_current_time_millis())
 
@@ -599,7 +598,7 @@ class TrackioStore(AbstractStore):
             run_name=info.name,
         )
         metrics = [
-            Metric(m.key, float("nan") if m.is_nan else m.value, m.timestamp, m.step)
+            Metric(m.key, float("nan") if m.is_nan else finite(m.value), m.timestamp, m.step)
             for m in loaded.metrics
         ]
         data = RunData(
@@ -616,6 +615,7 @@ class TrackioStore(AbstractStore):
 
     def update_run_info(self, run_id, run_status, end_time, run_name):
         _check_run_name(run_name)
+        _metrics.check_int64(end_time, "end_time")
         with self._run_tx(run_id) as (db, conn, _):
             fields = {}
             if run_status is not None:
@@ -629,7 +629,10 @@ class TrackioStore(AbstractStore):
                 _db.update_run(conn, run_id, **fields)
                 _dashboard.refresh_config(conn, run_id)
             row = _db.run_row(conn, run_id)
-        if run_status is not None and RunStatus.is_terminated(run_status):
+        ended = run_status is not None and RunStatus.is_terminated(run_status)
+        if run_name or ended:  # at the end, also rows a killed rename left under an old name
+            _db.rename_run_rows(db, run_id, row.name)
+        if ended:
             with self._image_lock:
                 self._image_looks.pop(run_id, None)
             _dashboard.wait_for_artifact_writes(run_id)  # end_run returns once images landed
@@ -683,7 +686,7 @@ class TrackioStore(AbstractStore):
         _validate_param_keys_unique(params)
         new_name = next((t.value for t in reversed(tags) if t.key == MLFLOW_RUN_NAME), None)
         _check_run_name(new_name)
-        with self._run_tx(run_id) as (_, conn, state):
+        with self._run_tx(run_id) as (db, conn, state):
             if params:
                 self._log_params(conn, run_id, params)
             if columns[0]:
@@ -698,8 +701,10 @@ class TrackioStore(AbstractStore):
                 _dashboard.refresh_config(conn, run_id)
             look_for_images = self._images_due(run_id, tags)
             row = _db.run_row(conn, run_id) if look_for_images else None
+        if new_name:
+            _db.rename_run_rows(db, run_id, new_name)
         if look_for_images:
-            self._publish_images(self._locate_run(run_id, rescan=False), row, True)
+            self._publish_images(db, row, True)
 
     def _images_due(self, run_id: str, tags) -> bool:
         """Whether to look for the run's new `log_image(key=, step=)` images now, so they show
@@ -821,6 +826,8 @@ class TrackioStore(AbstractStore):
                     on_batch(len(batch))
             _dashboard.refresh_config(conn, run_id)
             row = _db.run_row(conn, run_id)
+        if "name" in fields:
+            _db.rename_run_rows(db, run_id, row.name)
         if RunStatus.is_terminated(RunStatus.from_string(info.status)):
             self._publish_images(db, row)
         self._catalog.remember_run(run_id, db.path)
@@ -840,8 +847,8 @@ class TrackioStore(AbstractStore):
 
         host = socket.gethostname()
         closed = []
-        for db, experiment in self._catalog.experiments():
-            for run_id, owner_host, pid, started, last_ms in db.running_runs():
+        for path, experiment in self._catalog.experiments():
+            for run_id, owner_host, pid, started, last_ms in self._catalog.db(path).running_runs():
                 if owner_host != host or _process_alive(pid, started):
                     continue
                 closed.append((experiment.name, run_id))

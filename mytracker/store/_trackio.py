@@ -73,13 +73,17 @@ _RESERVED_SUFFIXES = (
     "_run_artifact_links", "_external_run_artifact_links",
 )
 _RESERVED_PREFIX = "registry-"
-_MAX_STEM = 120
+# A file name holds 255 bytes; a project file's draft name adds up to 64 more
+# (`.<stem>-NNNN.db.<pid>.<host>.draft-journal`) and a reserved name up to 14.
+_MAX_STEM_BYTES = 150
 
 
 def project_stem(name: str) -> str:
     """Trackio's on-disk identity for a project name: only ``[A-Za-z0-9_-]`` and unicode letters
-    and digits survive (so ``../x`` is ``x``), as in ``trackio.utils.canonical_project_name``."""
-    stem = "".join(c for c in name if c.isalnum() or c in "-_")[:_MAX_STEM] or "default"
+    and digits survive (so ``../x`` is ``x``), as in ``trackio.utils.canonical_project_name``,
+    cut to whole characters that fit in a file name (the name itself is stored exactly)."""
+    kept = "".join(c for c in name if c.isalnum() or c in "-_")
+    stem = kept.encode()[:_MAX_STEM_BYTES].decode(errors="ignore") or "default"
     if stem.startswith(_RESERVED_PREFIX):
         stem = "mlflow-" + stem
     if stem.endswith(_RESERVED_SUFFIXES):
@@ -173,6 +177,13 @@ def clamped(value: float) -> float:
     if value != value:
         return 0.0
     return max(min(value, MAX_DOUBLE), -MAX_DOUBLE)
+
+
+def finite(value: float) -> float:
+    """An infinity as MLflow's SQL store returns it (the largest double); NaN stays NaN."""
+    if value in (float("inf"), float("-inf")):
+        return MAX_DOUBLE if value > 0 else -MAX_DOUBLE
+    return value
 
 
 def json_numbers(values: Sequence[float]) -> list[str]:

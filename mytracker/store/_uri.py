@@ -68,18 +68,37 @@ def data_dir_from_uri(store_uri: str) -> Path:
     return Path(os.path.normpath(parsed.path))
 
 
+def directory_path(directory: str | os.PathLike) -> Path:
+    """The absolute data directory a user names: a path, or a ``trackio`` URI given where a
+    directory was asked for (taken as the store it names, never as a relative ``./trackio:``
+    directory).
+
+    >>> directory_path("trackio:///tmp/runs")
+    PosixPath('/tmp/runs')
+    """
+    text = os.fspath(directory)
+    if isinstance(text, str) and text.startswith(f"{SCHEME}:"):
+        # A Path turns 'trackio:///x' into 'trackio:/x', which names the same directory.
+        return data_dir_from_uri(text)
+    return Path(os.path.abspath(text))
+
+
 def store_uri(directory: str | os.PathLike | None = None) -> str:
-    """The ``trackio`` store URI of a data directory (relative paths are made absolute), or of
-    Trackio's default directory.
+    """The ``trackio`` store URI of a data directory (relative paths are made absolute; a
+    ``trackio`` URI is taken as it is), or of Trackio's default directory.
 
     >>> store_uri("/tmp/runs")
+    'trackio:///tmp/runs'
+    >>> store_uri("trackio:///tmp/runs")
     'trackio:///tmp/runs'
     >>> store_uri()
     'trackio://'
     """
     if directory is None:
         return f"{SCHEME}://"
-    return f"{SCHEME}://{os.path.abspath(os.fspath(directory))}"
+    if os.fspath(directory) in (f"{SCHEME}://", f"{SCHEME}:"):
+        return f"{SCHEME}://"  # Trackio's default directory, however $TRACKIO_DIR changes
+    return f"{SCHEME}://{directory_path(directory)}"
 
 
 def chosen_store_uri(directory: str | os.PathLike | None, current_uri: str | None) -> str:

@@ -1,0 +1,135 @@
+"""The directory index: finding experiments, runs and models without opening every project file,
+and never trusting it over the files (deleted, damaged, or behind another process's writes)."""
+
+import os
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+from mlflow import MlflowClient
+
+from mytracker.store._catalog import INDEX_FILE
+
+N_EXPERIMENTS = 30
+
+
+@pytest.fixture
+def populated(store_uri):
+    """30 experiments with one run each, made by this process."""
+    client = MlflowClient(tracking_uri=store_uri)
+    runs = {}
+    for i in range(N_EXPERIMENTS):
+        experiment_id = client.create_experiment(f"team-{i}")
+        run = client.create_run(experiment_id, run_name=f"run-{i}")
+        client.log_metric(run.info.run_id, "loss", 1.0 / (i + 1))
+        runs[f"team-{i}"] = run.info.run_id
+    time.sleep(0.2)  # files changed in the last 0.1 s are always read again (see _catalog)
+    client.search_experiments(max_results=1000)  # the listing records every changed file
+    return runs
+
+
+def _in_fresh_process(store_uri, body):
+    """Run `body` against the store in a new interpreter; print what it prints, plus the number
+    of project files it opened (counted through sqlite3.connect)."""
+    script = textwrap.dedent(  # noqa: the counting wrapper is how "opened" is seen
+        """
+        import sqlite3, sys
+        opened = []
+        real_connect = sqlite3.connect
+        def counting_connect(target, *args, **kwargs):
+            if str(target).endswith(".db"):
+                opened.append(str(target))
+            return real_connect(target, *args, **kwargs)
+        sqlite3.connect = counting_connect
+        from mlflow import MlflowClient
+        client = MlflowClient(tracking_uri=sys.argv[1])
+        """
+    ) + textwrap.dedent(body) + "\nprint('OPENED', len(opened))\n"
+    result = subprocess.run(
+        [sys.executable, "-c", script, store_uri], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    return lines[:-1], int(lines[-1].split()[1])
+
+
+def test_a_fresh_process_opens_only_the_files_it_needs(populated, store_uri):
+    run_id = populated["team-7"]
+    out, opened = _in_fresh_process(
+        store_uri,
+        f"""
+        print(len(client.search_experiments(max_results=1000)))
+        print(client.get_experiment_by_name("team-3").name)
+        print(client.get_run("{run_id}").info.run_name)
+        client.log_metric("{run_id}", "loss", 0.5, step=1)
+        """,
+    )
+    assert out == [str(N_EXPERIMENTS + 1), "team-3", "run-7"]
+    # the experiment looked up by name, and the run's file: nothing else
+    assert opened <= 2, f"{opened} project files opened for a listing and two lookups"
+
+
+def test_the_index_is_only_a_cache_deleted_or_damaged(populated, store_uri, data_dir):
+    for damage in (lambda p: p.unlink(), lambda p: p.write_bytes(b"not a database" * 100)):
+        for leftover in (f"{INDEX_FILE}-wal", f"{INDEX_FILE}-shm"):
+            (data_dir / leftover).unlink(missing_ok=True)
+        damage(data_dir / INDEX_FILE)
+        out, _ = _in_fresh_process(
+            store_uri,
+            f"""
+            print(len(client.search_experiments(max_results=1000)))
+            print(client.get_run("{populated['team-5']}").info.run_name)
+            """,
+        )
+        assert out == [str(N_EXPERIMENTS + 1), "run-5"]
+    assert (data_dir / INDEX_FILE).exists()  # rebuilt
+
+
+def test_another_process_writes_are_seen_at_once(populated, store_uri):
+    """This process has read the directory (and so filled the index); another process renames
+    an experiment, deletes one, creates one with a run: every answer here follows at once."""
+    client = MlflowClient(tracking_uri=store_uri)
+    assert len(client.search_experiments(max_results=1000)) == N_EXPERIMENTS + 1
+    renamed_id = client.get_experiment_by_name("team-1").experiment_id
+    out, _ = _in_fresh_process(
+        store_uri,
+        """
+        client.rename_experiment(client.get_experiment_by_name("team-1").experiment_id, "renamed")
+        client.delete_experiment(client.get_experiment_by_name("team-2").experiment_id)
+        new = client.create_experiment("newcomer")
+        print(client.create_run(new).info.run_id)
+        """,
+    )
+    new_run_id = out[0]
+    assert client.get_experiment(renamed_id).name == "renamed"
+    assert client.get_experiment_by_name("team-1") is None
+    assert client.get_experiment_by_name("team-2").lifecycle_stage == "deleted"
+    names = {e.name for e in client.search_experiments(max_results=1000)}
+    assert "newcomer" in names and "team-2" not in names and "renamed" in names
+    assert client.get_run(new_run_id).info.experiment_id == client.get_experiment_by_name(
+        "newcomer"
+    ).experiment_id
+
+
+def test_a_deleted_project_file_leaves_the_listing(populated, store_uri, data_dir):
+    client = MlflowClient(tracking_uri=store_uri)
+    assert client.get_experiment_by_name("team-9") is not None
+    (data_dir / "team-9.db").unlink()
+    for suffix in ("-wal", "-shm"):
+        (data_dir / f"team-9.db{suffix}").unlink(missing_ok=True)
+    assert client.get_experiment_by_name("team-9") is None
+    assert len(client.search_experiments(max_results=1000)) == N_EXPERIMENTS
+
+
+def test_a_read_only_index_still_answers(populated, store_uri, data_dir):
+    """Where the index cannot be written (another user's file, say), lookups still work."""
+    os.chmod(data_dir / INDEX_FILE, 0o444)
+    try:
+        out, _ = _in_fresh_process(
+            store_uri, f'print(client.get_run("{populated["team-4"]}").info.run_name)'
+        )
+        assert out == ["run-4"]
+    finally:
+        os.chmod(data_dir / INDEX_FILE, 0o644)
