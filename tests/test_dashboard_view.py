@@ -207,3 +207,11 @@ def test_a_first_point_at_the_run_start_time_is_kept(store_uri):
     client.log_batch(run.info.run_id, metrics=[Metric("loss", 0.5, 1_700_000_000_010, 1)])
     history = client.get_metric_history(run.info.run_id, "loss")
     assert [(m.step, m.value) for m in history] == [(0, 1.0), (1, 0.5)]
+
+
+def test_renaming_the_default_experiment_before_its_first_run(store_uri, data_dir):
+    client = MlflowClient(store_uri)
+    client.rename_experiment("0", "renamed default")
+    assert client.get_experiment("0").name == "renamed default"
+    assert client.get_experiment_by_name("Default") is None
+    assert [p.name for p in data_dir.glob("*.db")] == ["Default.db"]  # a rename keeps the file

@@ -491,8 +491,10 @@ class TrackioStore(AbstractStore):
 
     def rename_experiment(self, experiment_id, new_name):
         _validate_experiment_name(new_name)
+        experiment_id = _parse_experiment_id(experiment_id)
+        self._experiment(experiment_id, write=True)  # "0" gets its file (under the same lock)
         with self._catalog.directory_lock():
-            db, experiment = self._experiment(_parse_experiment_id(experiment_id), write=True)
+            db, experiment = self._experiment(experiment_id)
             if experiment.lifecycle_stage != LifecycleStage.ACTIVE:
                 raise MlflowException("Cannot rename a non-active experiment.", INVALID_STATE)
             if new_name != experiment.name and self.get_experiment_by_name(new_name):
