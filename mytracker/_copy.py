@@ -154,6 +154,20 @@ def _get_store(uri: str, artifact_uri: str | None = None):
     return _tracking_store_registry.get_store(uri, artifact_uri)
 
 
+def source_uri(uri: str) -> str:
+    """A source as a store URI: a plain path to an SQLite file (MLflow 3's default store,
+    ``mlflow.db``) stands for ``sqlite:///`` that file.
+
+    >>> source_uri("/data/mlflow.db")  # doctest: +SKIP
+    'sqlite:////data/mlflow.db'
+    """
+    if urlparse(uri).scheme == "" and os.path.isfile(uri):
+        with open(uri, "rb") as handle:
+            if handle.read(16) == b"SQLite format 3\x00":
+                return f"sqlite:///{os.path.abspath(uri)}"
+    return uri
+
+
 def open_source(uri: str):
     """The MLflow store behind a source URI, after checking that the source exists (MLflow's
     own stores would silently create an empty one)."""
@@ -169,8 +183,16 @@ def open_source(uri: str):
         if not os.path.isdir(os.path.join(path, "0")) and not os.path.isfile(
             os.path.join(path, "0", "meta.yaml")
         ):
+            if os.path.isfile(path):
+                raise _fail(
+                    f"Source {uri!r} is a file but no SQLite database; give an MLflow SQLite "
+                    "file (e.g. mlflow.db or sqlite:///mlflow.db) or an ./mlruns directory."
+                )
             if not os.path.isdir(path):
-                raise _fail(f"Source {uri!r}: no directory {path!r}.")
+                raise _fail(
+                    f"Source {uri!r}: no directory {path!r} (an MLflow SQLite file is "
+                    "given as its path or as sqlite:///PATH)."
+                )
             if not any(os.path.isfile(os.path.join(path, d, "meta.yaml")) for d in os.listdir(path)):
                 raise _fail(f"Source {uri!r}: {path!r} is not an MLflow ./mlruns directory.")
         # Reading the file store is allowed; MLflow refuses it only to stop new writes.
@@ -384,11 +406,13 @@ class _Destination:
             else:
                 self.store.restore_experiment(experiment_id)
 
-    def artifact_uri(self, experiment_id: str, run_id: str) -> str:
-        from mlflow.utils.uri import append_to_uri_path
+    def artifact_uri(self, experiment_id: str, run_id: str, run_name: str | None = None) -> str:
+        """Where a copied run's artifacts go: as for a run logged there (MLflow's
+        ``<location>/<run id>/artifacts``, or ``mlflow/<run name>/`` in Trackio's Files view)."""
+        from mytracker.store._dashboard import run_artifact_uri
 
         location = self.store.get_experiment(experiment_id).artifact_location
-        return append_to_uri_path(location, run_id, "artifacts")
+        return run_artifact_uri(location, run_id, run_name or run_id)
 
 
 def _tags_of(experiment: Experiment) -> list:
@@ -650,6 +674,7 @@ def copy_store(
     >>> print(copy_store("sqlite:///mlflow.db", "trackio:///data/trackio"))  # doctest: +SKIP
     """
     started = time.perf_counter()
+    src_uri = source_uri(src_uri)
     summary = CopySummary(src_uri, dst_uri)
     if _same_place(src_uri, dst_uri):
         raise _fail("Source and destination are the same store.")
@@ -708,7 +733,8 @@ def _copy_run(src_uri, source, destination, experiment_id, run, held, summary, p
         return
     dst_run = existing[1] if existing else None
     artifact_uri = (
-        dst_run.info.artifact_uri if dst_run else destination.artifact_uri(experiment_id, run_id)
+        dst_run.info.artifact_uri if dst_run
+        else destination.artifact_uri(experiment_id, run_id, run.info.run_name)
     )
     t = time.perf_counter()
     _copy_artifacts(src_uri, run, artifact_uri, summary)

@@ -45,11 +45,12 @@ def mytracker_server(data_dir: Path, *, workers: int, log_path: Path):
 
 
 @contextmanager
-def trackio_dashboard(data_dir: Path, *, log_path: Path):
+def trackio_dashboard(data_dir: Path, *, log_path: Path, extra_args: tuple[str, ...] = ()):
     """`mytracker show --dir DATA_DIR` on a free loopback port; yields its URL."""
     port = free_port()
     command = MYTRACKER + [
         "show", "--dir", str(data_dir), "--host", "127.0.0.1", "--port", str(port), "--no-browser",
+        *extra_args,
     ]
     url = f"http://127.0.0.1:{port}"
     with _running(command, url + "/", log_path):

@@ -183,7 +183,6 @@ def test_default_dir_is_trackios_own(trackio_home):
     mytracker.autolog()
     assert mlflow.get_tracking_uri() == "trackio://"
     assert mlflow.MlflowClient().get_experiment("0").name == "Default"
-    assert os.path.exists(os.path.join(trackio_home, "Default.db"))
 
 
 def test_disable_restores_logger_levels_flags_and_filters(store_uri):

@@ -14,6 +14,7 @@ import tempfile
 import time
 
 import mlflow
+import mytracker
 import pytest
 
 from servers import mytracker_server, trackio_dashboard
@@ -158,3 +159,131 @@ def test_trackio_dashboard_over_the_same_data(browser, logged_run, tmp_path):
             assert server_errors(browser) == []
         finally:
             print(f"screenshots in {tmp_path}")
+
+
+# --- issue #16: what MLflow logs, as a person sees it in Trackio's dashboard ------------------
+
+SCREENSHOTS = os.environ.get("MYTRACKER_SCREENSHOTS")  # keep them here (e.g. for docs/images)
+
+
+def screenshot(driver, directory, name):
+    path = directory / name
+    driver.save_screenshot(str(path))
+    if SCREENSHOTS:
+        os.makedirs(SCREENSHOTS, exist_ok=True)
+        shutil.copy(path, os.path.join(SCREENSHOTS, name))
+    return path
+
+
+def opened_url(show_log, timeout: float = PAGE_TIMEOUT_S) -> str:
+    """The address `mytracker show` prints (and would open): it names the project shown first."""
+    import re
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = re.search(r"launched at: (\S+)", show_log.read_text(errors="replace"))
+        if found:
+            return re.sub(r"\x1b\[[0-9;]*m", "", found[1])
+        time.sleep(0.5)
+    raise AssertionError(f"no address in {show_log}:\n{show_log.read_text(errors='replace')}")
+
+
+def pick(driver, dropdown_label: str, choice: str) -> None:
+    box = driver.find_element("css selector", f'input[aria-label="{dropdown_label}"]')
+    box.click()
+    deadline = time.monotonic() + PAGE_TIMEOUT_S
+    while time.monotonic() < deadline:
+        items = [li for li in driver.find_elements("css selector", "li.item")
+                 if li.text.strip().endswith(choice) and li.is_displayed()]
+        if items:
+            from selenium.webdriver.common.action_chains import ActionChains
+
+            ActionChains(driver).move_to_element(items[0]).click().perform()
+            return
+        time.sleep(0.3)
+    raise AssertionError(f"no {choice!r} in the {dropdown_label!r} dropdown")
+
+
+def test_the_dashboard_shows_mlflow_runs_as_a_person_expects(browser, tmp_path):
+    """Two experiments logged with MLflow (autolog with GridSearchCV, a single-step run, a live
+    run logging images), then `mytracker show` with no --project."""
+    from sklearn.datasets import make_classification
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import GridSearchCV
+    import numpy as np
+
+    data_dir = tmp_path / "data"
+    shots = tmp_path / "screenshots"
+    shots.mkdir()
+    print(f"screenshots in {shots}")
+    mlflow.set_tracking_uri(f"trackio://{data_dir}")
+    try:
+        mlflow.set_experiment("aaa older experiment")
+        with mlflow.start_run(run_name="old-run"):
+            mlflow.log_metric("loss", 1.0)
+        time.sleep(0.01)
+        mlflow.set_experiment("churn model")
+        mytracker.autolog()  # MLflow's autolog, models not logged
+        X, y = make_classification(n_samples=80, n_features=4, random_state=0)
+        with mlflow.start_run(run_name="grid-search"):
+            GridSearchCV(LogisticRegression(max_iter=200), {"C": [0.1, 1.0]}, cv=2).fit(X, y)
+        mytracker.autolog(disable=True)
+        with mlflow.start_run(run_name="single-step"):
+            mlflow.log_metrics({"val_loss": 0.42, "val_accuracy": 0.81}, step=0)
+        live = mlflow.start_run(run_name="live-images")
+        rng = np.random.default_rng(0)
+        for step in range(3):
+            mlflow.log_metric("train_loss", 1 / (step + 1), step=step)
+            mlflow.log_image(rng.integers(0, 255, (48, 48, 3), dtype=np.uint8),
+                             key="samples", step=step)
+        mlflow.flush_artifact_async_logging()
+        time.sleep(1.0)  # the store reads a live run's new images at most once a second
+        mlflow.log_metric("train_loss", 0.2, step=3)  # live: still RUNNING while we look
+        mlflow.flush_async_logging()
+
+        show_log = tmp_path / "show.log"
+        with trackio_dashboard(data_dir, log_path=show_log) as url:
+            first = opened_url(show_log)
+            assert first == f"{url}/?project=churnmodel", first  # written last, not a-z first
+            browser.get(first)
+            wait_for_text(browser, "churnmodel", "grid-search", "single-step", "live-images")
+            pick(browser, "Group by", "Group")
+            wait_for_text(browser, "(unset)")
+            groups = {g.text: c.text for g, c in zip(
+                browser.find_elements("css selector", ".run-group-label"),
+                browser.find_elements("css selector", ".run-group-count"))}
+            assert groups.get("grid-search") == "(3)", groups  # the search and its 2 children
+            wait_for_chart(browser, ".plot-container .plot svg, .plot-container .plot canvas")
+            titles = [t.text for t in browser.find_elements("css selector", ".plot-title")]
+            assert not [t for t in titles if t.endswith(".png")], titles
+            screenshot(browser, shots, "dashboard-runs.png")
+
+            browser.get(f"{url}/runs?project=churnmodel")
+            wait_for_text(browser, "single-step", "STEPS")
+            rows = {}
+            for tr in browser.find_elements("css selector", "tbody tr"):
+                cells = [td.text for td in tr.find_elements("css selector", "td")]
+                for name in ("single-step", "live-images"):
+                    if name in cells:
+                        rows[name] = cells
+            header = [th.text.strip().lower()
+                      for th in browser.find_elements("css selector", "thead th")]
+            steps, last = header.index("steps"), header.index("last step")
+            assert (rows["single-step"][steps], rows["single-step"][last]) == ("1", "0"), rows
+            # 4 metric steps; its images joined their steps' rows
+            assert (rows["live-images"][steps], rows["live-images"][last]) == ("4", "3"), rows
+            screenshot(browser, shots, "dashboard-steps.png")
+
+            browser.get(f"{url}/media?project=churnmodel")
+            wait_for_text(browser, "samples (step 0)", "samples (step 1)", "samples (step 2)")
+            screenshot(browser, shots, "dashboard-media.png")
+
+            browser.find_element("xpath", "//*[normalize-space(text())='Files']").click()
+            wait_for_text(browser, "mlflow/grid-search/training_confusion_matrix.png")
+            assert live.info.run_id not in browser.find_element("tag name", "body").text
+            screenshot(browser, shots, "dashboard-files.png")
+            assert server_errors(browser) == []
+    finally:
+        while mlflow.active_run():
+            mlflow.end_run()
+        mlflow.set_tracking_uri(None)

@@ -363,7 +363,11 @@ def test_trackio_shows_the_copied_runs(source_snapshot, trackio_copy):
     for db in data_dir.glob("*.db"):
         with sqlite3.connect(db) as conn:
             names.update(conn.execute("SELECT run_id, run_name FROM configs"))
-    assert {i: r["info"][0] for i, r in source_snapshot["runs"].items()} == names
+    # A deleted run stays listed in Trackio (it has no hidden state), under a name that says so.
+    assert {
+        i: r["info"][0] + (" (deleted)" if r["info"][4] == "deleted" else "")
+        for i, r in source_snapshot["runs"].items()
+    } == names
 
 
 # --- idempotency and resume -----------------------------------------------------------------
@@ -600,6 +604,25 @@ def test_bad_sources_get_a_clear_error(source, message, tmp_path, capsys):
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
     assert not (tmp_path / "missing.db").exists() and not (tmp_path / "no-mlruns").exists()
+
+
+def test_import_takes_the_path_of_mlflows_default_sqlite_file(
+    fresh_sqlite, tmp_path, capsys, monkeypatch
+):
+    source = fresh_sqlite("mlflow")  # sqlite:///<tmp>/mlflow.db, what MLflow 3 makes by default
+    client = MlflowClient(source)
+    with_run = client.create_experiment("from-sqlite")
+    run_id = client.create_run(with_run, run_name="imported").info.run_id
+    client.log_metric(run_id, "loss", 0.5, step=1)
+    monkeypatch.chdir(Path(source.removeprefix("sqlite:///")).parent)
+    assert main(["import", "mlflow.db", "--dir", str(tmp_path / "d"), "--no-progress"]) == 0
+    copied = MlflowClient(f"trackio://{tmp_path / 'd'}").get_run(run_id)
+    assert copied.info.run_name == "imported" and copied.data.metrics == {"loss": 0.5}
+
+    Path("notes.db").write_text("not a database")
+    assert main(["import", "notes.db", "--dir", str(tmp_path / "d"), "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert "is a file but no SQLite database" in err and "Traceback" not in err
 
 
 def test_bad_destination_and_unknown_experiment(source_uri, tmp_path, capsys):

@@ -196,9 +196,9 @@ def test_docs_give_the_real_embedded_artifact_location(tmp_path, fresh_mlflow_st
     mlflow.set_experiment("demo")
     with mlflow.start_run() as run:
         mlflow.log_artifact(str(note))
-    documented = "<dir>/media/<project>/files/mlflow/<run id>/artifacts/"
+    documented = "<dir>/media/<project>/files/mlflow/<run name>/"
     where = documented.replace("<dir>", str(tmp_path / "data")).replace("<project>", "demo")
-    assert Path(where.replace("<run id>", run.info.run_id), "note.txt").read_text() == "hello"
+    assert Path(where.replace("<run name>", run.info.run_name), "note.txt").read_text() == "hello"
     for doc in ("docs/guide.md", "docs/deployment.md", "docs/migrating.md"):
         text = " ".join((ROOT / doc).read_text().split())
         assert documented in text, doc

@@ -290,7 +290,7 @@ def test_refused_files_are_not_changed_by_listing(tmp_path, store_uri, data_dir,
 
 READ_ONLY_CALLS = """
 import sys, mlflow
-for uri, call in ((sys.argv[1], "search_experiments"), (sys.argv[2], "create_experiment")):
+for uri, call in ((sys.argv[1], "create_experiment"), (sys.argv[2], "create_experiment")):
     try:
         client = mlflow.MlflowClient(uri)
         client.search_experiments() if call == "search_experiments" else client.create_experiment("b")
@@ -298,6 +298,7 @@ for uri, call in ((sys.argv[1], "search_experiments"), (sys.argv[2], "create_exp
     except mlflow.exceptions.MlflowException as e:
         print("MlflowException", e.error_code, e.message)
 print([e.name for e in mlflow.MlflowClient(sys.argv[2]).search_experiments()])
+print([e.name for e in mlflow.MlflowClient(sys.argv[1]).search_experiments()])
 """
 
 
@@ -321,6 +322,8 @@ def test_a_read_only_directory_gets_a_clear_error_when_written(tmp_path):
                 "(nothing was written)."
             )
         assert lines[2] == "['a', 'Default']"  # reading still works
+        # ... also in an empty one: MLflow's Default experiment needs no file until a run
+        assert lines[3] == "['Default']"
 
 
 # --- over REST: MLflow's JSON errors, never an HTML 500 ---------------------------------------------

@@ -372,7 +372,8 @@ def test_full_disk_gets_a_clear_error_and_keeps_what_was_written(tmp_path):
 def test_creating_an_experiment_on_a_full_disk_says_so_and_leaves_nothing(tmp_path):
     with _small_mount(tmp_path / "tiny", "1m") as data_dir:
         client = MlflowClient(f"trackio://{data_dir}")
-        client.search_experiments()  # the Default experiment exists
+        client.create_experiment("first")  # the directory holds a project (and its lock file)
+        client.search_experiments()  # ... open, as a working store holds it
         with open(data_dir / "ballast", "wb", buffering=0) as ballast:  # fill the disk
             with pytest.raises(OSError, match="No space left"):
                 while True:

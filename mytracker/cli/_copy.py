@@ -32,7 +32,8 @@ def add_commands(subparsers) -> None:
         description="Copy MLflow history from SRC_URI into a Trackio data directory.",
     )
     imp.add_argument("src_uri", metavar="SRC_URI",
-                     help="sqlite:///PATH, file:///PATH (./mlruns), http(s)://HOST:PORT")
+                     help="an MLflow SQLite file (mlflow.db, MLflow 3's default store) or "
+                     "sqlite:///PATH, file:///PATH (./mlruns), http(s)://HOST:PORT")
     add_dir_option(imp)
     _common_options(imp)
     imp.set_defaults(run=_run_import)

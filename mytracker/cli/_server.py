@@ -61,7 +61,11 @@ def add_commands(subparsers) -> None:
         "--port", type=int, default=None,
         help="port (default: Trackio's, the first free one from $GRADIO_SERVER_PORT or 7860)",
     )
-    show.add_argument("--project", default=None, help="open this project (experiment) first")
+    show.add_argument(
+        "--project", default=None,
+        help="open this MLflow experiment (by its name) or Trackio project first (default: the "
+        "project written most recently)",
+    )
     show.add_argument(
         "--no-browser", action="store_true", help="do not open a browser tab"
     )
@@ -123,16 +127,54 @@ def run_show(args: argparse.Namespace) -> int:
         directory = data_dir(args.dir, create=False)
         if args.port is not None:
             _check_port_free(args.host, args.port)
+        project = project_to_open(directory, args.project)
     except UsageError as error:
         return fail("show", error, 2)
-    print(f"mytracker: Trackio dashboard on {directory}", file=sys.stderr, flush=True)
+    print(
+        f"mytracker: Trackio dashboard on {directory}"
+        + (f", opening project {project!r}" if project else ""),
+        file=sys.stderr, flush=True,
+    )
     # Trackio reads TRACKIO_DIR once, at import: run it in a fresh interpreter that has it set.
     argv = [
         sys.executable, "-c", _SHOW, args.host, "" if args.port is None else str(args.port),
-        args.project or "", "0" if args.no_browser else "1",
+        project or "", "0" if args.no_browser else "1",
     ]
     os.execve(sys.executable, argv, _child_env(directory))
     return 0  # not reached
+
+
+def project_to_open(directory: Path, name: str | None) -> str | None:
+    """The Trackio project ``show`` opens first: the file of the MLflow experiment called
+    `name` (its file name is derived from the name, so ``my experiment`` is ``myexperiment``,
+    or ``myexperiment-2`` after a collision), else a plain Trackio project of that name; with no
+    name, the project whose last metric row is newest (Trackio would open the alphabetically first).
+    """
+    if name is None:
+        from mytracker.store._db import last_logged
+
+        written = [(last_logged(path) or "", path.stem) for path in directory.glob("*.db")]
+        return max(written)[1] if written else None
+    from mlflow.entities import ViewType
+    from mlflow.exceptions import MlflowException
+
+    from mytracker.store._store import TrackioStore
+
+    try:
+        store = TrackioStore(store_uri(directory))
+        experiment = store.get_experiment_by_name(name)
+        path = store.project_file(experiment.experiment_id) if experiment else None
+        names = [e.name for e in store.search_experiments(view_type=ViewType.ALL)]
+    except MlflowException as error:
+        raise UsageError(error.message) from None
+    if path is not None:
+        return path.stem
+    if experiment is None and (directory / f"{name}.db").is_file():
+        return name  # a Trackio project that is no MLflow experiment
+    if experiment is not None:
+        raise UsageError(f"experiment {name!r} has no runs yet, so Trackio has nothing to show")
+    listed = ", ".join(repr(n) for n in sorted(names)) or "none"
+    raise UsageError(f"no experiment named {name!r} in {directory}; experiments: {listed}")
 
 
 def _check_port_free(host: str, port: int) -> None:

@@ -666,11 +666,26 @@ def insert_run(
     set_tags(conn, run["run_id"], tags)
     if owner is not None:
         conn.execute("INSERT INTO mlflow_run_owners VALUES (?, ?, ?, ?)", (run["run_id"], *owner))
-    # An empty metrics row makes the run appear in Trackio's dashboard at once.
+    # An empty metrics row makes the run appear in Trackio's dashboard at once; the run's first
+    # real row replaces it (`_drop_placeholder`), so Trackio's step count is the real one.
     conn.execute(
-        "INSERT INTO metrics (run_id, timestamp, run_name, step, metrics) "
-        "VALUES (?, ?, ?, 0, '{}')",
-        (run["run_id"], iso_from_ms(run["start_time"] or 0), run["name"]),
+        "INSERT INTO metrics (run_id, timestamp, run_name, step, metrics, log_id) "
+        "VALUES (?, ?, ?, 0, '{}', ?)",
+        (run["run_id"], iso_from_ms(run["start_time"] or 0), run["name"],
+         _placeholder_log_id(run["run_id"])),
+    )
+
+
+def _placeholder_log_id(run_id: str) -> str:
+    return f"mlflow-placeholder:{run_id}"
+
+
+def _drop_placeholder(conn: sqlite3.Connection, run_id: str) -> None:
+    """Remove the run's empty metrics row, in the transaction that adds its first real one
+    (one lookup in Trackio's unique log_id index, whatever the run holds). A placeholder that
+    took the batch's points (same step and timestamp: `_metrics` fills open rows) stays."""
+    conn.execute(
+        "DELETE FROM metrics WHERE log_id = ? AND metrics = '{}'", (_placeholder_log_id(run_id),)
     )
 
 
@@ -786,6 +801,33 @@ def run_config(conn: sqlite3.Connection, run_id: str) -> dict:
 def run_name(conn: sqlite3.Connection, run_id: str) -> str | None:
     row = conn.execute("SELECT name FROM mlflow_runs WHERE run_id = ?", (run_id,)).fetchone()
     return row[0] if row else None
+
+
+def any_run_tagged(conn: sqlite3.Connection, key: str, value: str) -> bool:
+    row = conn.execute(
+        "SELECT 1 FROM mlflow_tags WHERE key = ? AND value = ? LIMIT 1", (key, value)
+    ).fetchone()
+    return row is not None
+
+
+def config_value(conn: sqlite3.Connection, run_id: str, key: str) -> Any:
+    """One top-level key of the run's Trackio config (None if unset or no config)."""
+    row = conn.execute(
+        "SELECT json_extract(config, ?) FROM configs WHERE run_id = ?", (f'$."{key}"', run_id)
+    ).fetchone()
+    return row[0] if row else None
+
+
+def trackio_run_name(conn: sqlite3.Connection, run_id: str) -> str | None:
+    """The name Trackio's dashboard shows for the run (its config row's), None before it has one."""
+    row = conn.execute("SELECT run_name FROM configs WHERE run_id = ?", (run_id,)).fetchone()
+    return row[0] if row else None
+
+
+def set_trackio_run_name(conn: sqlite3.Connection, run_id: str, name: str) -> None:
+    """Show the run under `name` in Trackio (every row of it), leaving MLflow's name as it is."""
+    for table in ("metrics", "configs", "system_metrics"):
+        conn.execute(f"UPDATE {table} SET run_name = ? WHERE run_id = ?", (name, run_id))
 
 
 def write_config(
@@ -957,6 +999,7 @@ def insert_metric_rows(conn: sqlite3.Connection, run_id: str, run_name: str, row
     values[0::3] = iso_texts(rows[0::3])
     table = "metrics (run_id, run_name, timestamp, step, metrics)"
     _insert_values(conn, table, (run_id, run_name), 3, values)
+    _drop_placeholder(conn, run_id)
 
 
 def insert_system_rows(conn: sqlite3.Connection, run_id: str, run_name: str, rows: list) -> None:
@@ -992,15 +1035,61 @@ def upsert_latest_metrics(
 
 
 def insert_media_rows(conn: sqlite3.Connection, rows: list[tuple]) -> int:
-    """Insert metrics rows (run_id, timestamp, run_name, step, metrics, log_id) unless their
-    log_id is already there; returns how many were new."""
-    before = conn.total_changes
-    conn.executemany(
-        "INSERT OR IGNORE INTO metrics (run_id, timestamp, run_name, step, metrics, log_id) "
-        "VALUES (?, ?, ?, ?, ?, ?)",
-        rows,
-    )
-    return conn.total_changes - before
+    """Show images, given as metrics rows (run_id, timestamp, run_name, step, metrics JSON of
+    one key, log_id), in the caller's transaction; returns how many were new. As Trackio keeps
+    what one `trackio.log` call logs, an image joins the run's latest row of its step when that
+    row does not have its key (so Trackio counts a step once), else it gets a row of its own.
+    An image already shown at its step (its file path is in a row of that step, or its log_id
+    is taken) is skipped: publishing again adds nothing."""
+    added = 0
+    for run_id in {row[0] for row in rows}:
+        _drop_placeholder(conn, run_id)
+    for run_id, timestamp, run_name, step, text, log_id in rows:
+        ((key, value),) = json.loads(text).items()
+        shown = conn.execute(
+            "SELECT 1 FROM metrics WHERE run_id = ? AND step = ? AND instr(metrics, ?) LIMIT 1",
+            (run_id, step, json.dumps(value["file_path"], ensure_ascii=False)),
+        ).fetchone()
+        if shown or conn.execute("SELECT 1 FROM metrics WHERE log_id = ?", (log_id,)).fetchone():
+            continue
+        latest = conn.execute(
+            "SELECT id, metrics FROM metrics WHERE run_id = ? AND step = ? ORDER BY id DESC LIMIT 1",
+            (run_id, step),
+        ).fetchone()
+        merged = json.loads(latest[1]) if latest else None
+        if merged is not None and key not in merged:
+            merged[key] = value
+            # Compact JSON: Trackio finds its Media tab by GLOB-matching '"_type":"trackio.image"'.
+            conn.execute(
+                "UPDATE metrics SET metrics = ? WHERE id = ?",
+                (json.dumps(merged, separators=(",", ":"), ensure_ascii=False), latest[0]),
+            )
+        else:
+            conn.execute(
+                "INSERT INTO metrics (run_id, timestamp, run_name, step, metrics, log_id) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (run_id, timestamp, run_name, step, text, log_id),
+            )
+        added += 1
+    return added
+
+
+def last_logged(path: Path) -> str | None:
+    """The timestamp of the metric row written last into a project file (rows are numbered in
+    the order they were written), read without a lock, a write or a migration; None for a file
+    that is no readable Trackio project. File times cannot tell: SQLite rewrites a project file
+    whenever a connection closes and checkpoints its WAL."""
+    try:
+        conn = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True, timeout=5)
+    except sqlite3.Error:
+        return None
+    try:
+        row = conn.execute("SELECT timestamp FROM metrics ORDER BY id DESC LIMIT 1").fetchone()
+        return row[0] if row else None
+    except sqlite3.Error:
+        return None
+    finally:
+        conn.close()
 
 
 # --- datasets, outputs, traces (inside a transaction) -------------------------------------------

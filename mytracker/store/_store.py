@@ -19,6 +19,8 @@ import logging
 import math
 import os
 import sys
+import threading
+import time
 import uuid
 import weakref
 from collections.abc import Iterator
@@ -62,7 +64,7 @@ from mlflow.store.tracking import SEARCH_LOGGED_MODEL_MAX_RESULTS_DEFAULT
 from mlflow.store.tracking import SEARCH_MAX_RESULTS_DEFAULT, SEARCH_MAX_RESULTS_THRESHOLD
 from mlflow.store.tracking.abstract_store import AbstractStore
 from mlflow.utils.async_logging.run_operations import RunOperations
-from mlflow.utils.mlflow_tags import MLFLOW_LOGGED_MODELS
+from mlflow.utils.mlflow_tags import MLFLOW_LOGGED_IMAGES, MLFLOW_LOGGED_MODELS
 from mlflow.utils.mlflow_tags import MLFLOW_RUN_NAME
 from mlflow.utils.name_utils import _generate_random_name
 from mlflow.utils.search_utils import SearchExperimentsUtils, SearchUtils
@@ -85,8 +87,7 @@ from mytracker.store import _dashboard, _db, _metrics, _native
 from mytracker.store._catalog import Catalog
 from mytracker.store._db import DatabaseError, DatasetInputRow, ExperimentRow, ProjectDB, RunRecord
 from mytracker.store._queue import BatchQueue, QueuedBatch
-from mytracker.store._trackio import clamped
-from mytracker.store._trackio import finite
+from mytracker.store._trackio import clamped, finite, project_stem
 from mytracker.store._uri import data_dir_from_uri
 
 _logger = logging.getLogger(__name__)
@@ -99,6 +100,8 @@ _STRING_ATTRIBUTES = {"run_id", "run_name", "status", "user_id", "artifact_uri",
 # MLflow's own schema holds a run name in a VARCHAR(250) (`runs.name`); Trackio copies the name
 # into every metric row and an index, so a longer one is refused rather than repeated.
 MAX_RUN_NAME_LENGTH = 250
+# How often a live run that logged images has its images/ folder read again (see _images_due).
+IMAGE_LOOK_INTERVAL_S = 1.0
 
 
 @contextmanager
@@ -374,19 +377,52 @@ class TrackioStore(AbstractStore):
             _configure_registry_mappers()
         _drain_at_exit(self)
         _skip_spark_lookup_without_pyspark()
-        if self._catalog.find_experiment(DEFAULT_EXPERIMENT_ID) is None:
-            with _mlflow_errors(), self._catalog.directory_lock():
-                if self._catalog.find_experiment(DEFAULT_EXPERIMENT_ID) is None:
-                    self._catalog.create_experiment_file(
-                        DEFAULT_EXPERIMENT_ID, Experiment.DEFAULT_EXPERIMENT_NAME, None,
-                        self.artifact_uri, get_current_time_millis(), {},
-                    )
+        # MLflow's experiment "0" exists from the start, but its file is made only when something
+        # is written to it: an empty Default.db would be the first project Trackio's dashboard
+        # opens. Until then the store answers with `_virtual_default`.
+        self._opened_ms = get_current_time_millis()
+        self._image_looks: dict[str, float] = {}  # run id -> when its images/ was last read
+        self._image_lock = threading.Lock()
 
     # --- experiments ---------------------------------------------------------------------------
 
-    def _experiment(self, experiment_id, stages=None) -> tuple[ProjectDB, ExperimentRow]:
+    def _virtual_default(self, experiments: list[ExperimentRow] | None = None) -> ExperimentRow:
+        """Experiment "0" as it will be once its file exists. Like MLflow's, it is older than
+        every other experiment of the directory, whichever process asks."""
+        name = Experiment.DEFAULT_EXPERIMENT_NAME
+        if experiments is None:
+            experiments = [e for _, e in self._catalog.experiments()]
+        created_ms = min([self._opened_ms] + [(e.creation_time or 1) - 1 for e in experiments])
+        location = (
+            append_to_uri_path(self.artifact_uri, DEFAULT_EXPERIMENT_ID)
+            if self.artifact_uri
+            else _dashboard.default_artifact_location(self.data_dir / f"{project_stem(name)}.db")
+        )
+        return ExperimentRow(
+            experiment_id=DEFAULT_EXPERIMENT_ID, name=name, artifact_location=location,
+            lifecycle_stage=LifecycleStage.ACTIVE, creation_time=created_ms,
+            last_update_time=created_ms, tags={},
+        )
+
+    def _default_file(self) -> tuple[ProjectDB, ExperimentRow]:
+        """Experiment "0"'s file, made now (under the directory lock) if no process has yet."""
+        with self._catalog.directory_lock():
+            if self._catalog.find_experiment(DEFAULT_EXPERIMENT_ID) is None:
+                self._catalog.create_experiment_file(
+                    DEFAULT_EXPERIMENT_ID, Experiment.DEFAULT_EXPERIMENT_NAME, None,
+                    self.artifact_uri, self._virtual_default().creation_time, {},
+                )
+        return self._catalog.find_experiment(DEFAULT_EXPERIMENT_ID)
+
+    def _experiment(
+        self, experiment_id, stages=None, write: bool = False
+    ) -> tuple[ProjectDB | None, ExperimentRow]:
+        """The experiment's file and row. Experiment "0" without a file is virtual (no file:
+        `None`) for reading, and gets its file when `write`."""
         experiment_id = str(experiment_id) if experiment_id is not None else DEFAULT_EXPERIMENT_ID
         found = self._catalog.find_experiment(experiment_id)
+        if found is None and experiment_id == DEFAULT_EXPERIMENT_ID:
+            found = self._default_file() if write else (None, self._virtual_default())
         if found is None or (stages and found[1].lifecycle_stage not in stages):
             raise MlflowException(
                 f"No Experiment with id={experiment_id} exists", RESOURCE_DOES_NOT_EXIST
@@ -394,7 +430,9 @@ class TrackioStore(AbstractStore):
         return found
 
     def _active_experiment(self, experiment_id) -> tuple[ProjectDB, ExperimentRow]:
-        db, experiment = self._writable(*self._experiment(_parse_experiment_id(experiment_id)))
+        db, experiment = self._writable(
+            *self._experiment(_parse_experiment_id(experiment_id), write=True)
+        )
         _require_active("experiment", experiment_id, experiment.lifecycle_stage)
         return db, experiment
 
@@ -448,7 +486,22 @@ class TrackioStore(AbstractStore):
 
     def get_experiment_by_name(self, experiment_name):
         experiment = self._catalog.find_experiment_by_name(experiment_name)
+        if experiment is None and experiment_name == Experiment.DEFAULT_EXPERIMENT_NAME:
+            _, experiment = self._experiment(DEFAULT_EXPERIMENT_ID)
+            if experiment.name != experiment_name:  # "0" was renamed
+                experiment = None
         return None if experiment is None else self._to_experiment(experiment)
+
+    def project_file(self, experiment_id: str) -> Path | None:
+        """The Trackio project file that holds the experiment (its stem is the project name
+        Trackio's dashboard shows), or None while it has none (experiment "0" before its first
+        run).
+
+        >>> store.project_file(store.get_experiment_by_name("my experiment").experiment_id)  # doctest: +SKIP
+        PosixPath('/data/trackio/myexperiment.db')
+        """
+        found = self._catalog.find_experiment(str(experiment_id))
+        return None if found is None else found[0].path
 
     def search_experiments(
         self,
@@ -460,11 +513,10 @@ class TrackioStore(AbstractStore):
     ):
         _validate_max_results(max_results)
         stages = set(LifecycleStage.view_type_to_stages(view_type))
-        experiments = [
-            self._to_experiment(e)
-            for _, e in self._catalog.experiments()
-            if e.lifecycle_stage in stages
-        ]
+        found = [e for _, e in self._catalog.experiments()]
+        if not any(e.experiment_id == DEFAULT_EXPERIMENT_ID for e in found):
+            found.append(self._virtual_default(found))
+        experiments = [self._to_experiment(e) for e in found if e.lifecycle_stage in stages]
         experiments = SearchExperimentsUtils.filter(experiments, filter_string)
         # MLflow's SQL store sorts experiment ids as integers, by default newest first.
         order_by = list(order_by or ["creation_time DESC", "experiment_id ASC"])
@@ -478,6 +530,8 @@ class TrackioStore(AbstractStore):
         active = []
         for experiment_id in experiment_ids:
             found = self._catalog.find_experiment(str(experiment_id))
+            if found is None and str(experiment_id) == DEFAULT_EXPERIMENT_ID:
+                found = (None, self._virtual_default())
             if found and found[1].lifecycle_stage == LifecycleStage.ACTIVE:
                 active.append(experiment_id)
         return active
@@ -489,7 +543,9 @@ class TrackioStore(AbstractStore):
         self._set_experiment_lifecycle(experiment_id, LifecycleStage.DELETED, LifecycleStage.ACTIVE)
 
     def _set_experiment_lifecycle(self, experiment_id, current: str, new: str) -> None:
-        db, _ = self._writable(*self._experiment(_parse_experiment_id(experiment_id), [current]))
+        db, _ = self._writable(
+            *self._experiment(_parse_experiment_id(experiment_id), [current], write=True)
+        )
         now = get_current_time_millis()
         with db.write() as conn:
             _db.update_experiment(conn, lifecycle_stage=new, last_update_time=now)
@@ -498,8 +554,10 @@ class TrackioStore(AbstractStore):
 
     def rename_experiment(self, experiment_id, new_name):
         _validate_experiment_name(new_name)
+        experiment_id = _parse_experiment_id(experiment_id)
+        self._experiment(experiment_id, write=True)  # "0" gets its file (under the same lock)
         with self._catalog.directory_lock():
-            db, experiment = self._experiment(_parse_experiment_id(experiment_id))
+            db, experiment = self._experiment(experiment_id)
             if experiment.lifecycle_stage != LifecycleStage.ACTIVE:
                 raise MlflowException("Cannot rename a non-active experiment.", INVALID_STATE)
             if new_name != experiment.name and self.get_experiment_by_name(new_name):
@@ -557,7 +615,7 @@ class TrackioStore(AbstractStore):
         raise MlflowException(f"Run with id={run_id} not found", RESOURCE_DOES_NOT_EXIST)
 
     def create_run(self, experiment_id, user_id, start_time, tags, run_name):
-        db, experiment = self._writable(*self._experiment(experiment_id))
+        db, experiment = self._writable(*self._experiment(experiment_id, write=True))
         _require_active("experiment", experiment.experiment_id, experiment.lifecycle_stage)
         _metrics.check_timestamp(start_time, "start_time")
         tags = list(tags or [])
@@ -581,8 +639,8 @@ class TrackioStore(AbstractStore):
             "user_id": user_id,
             "status": RunStatus.to_string(RunStatus.RUNNING),
             "start_time": start_time,
-            "artifact_uri": append_to_uri_path(
-                experiment.artifact_location, run_id, _ARTIFACTS_FOLDER
+            "artifact_uri": _dashboard.run_artifact_uri(
+                experiment.artifact_location, run_id, run_name
             ),
         }
         with db.write() as conn:
@@ -653,14 +711,19 @@ class TrackioStore(AbstractStore):
         if run_name or ended:  # at the end, also rows a killed rename left under an old name
             _db.rename_run_rows(db, run_id, row.name)
         if ended:
+            with self._image_lock:
+                self._image_looks.pop(run_id, None)
+            _dashboard.wait_for_artifact_writes(run_id)  # end_run returns once images landed
             self._publish_images(db, row)
         return self._to_run(self._experiment_of(db).experiment_id, RunRecord(row)).info
 
     @staticmethod
-    def _publish_images(db: ProjectDB, row: _db.RunRow) -> None:
-        """Show a finished run's images in Trackio's Media view. The artifact files are read
-        before the (short) write transaction, not inside it."""
-        rows = _dashboard.image_rows(db.path, row.run_id, row.name, row.artifact_uri)
+    def _publish_images(db: ProjectDB, row: _db.RunRow, only_logged_images: bool = False) -> None:
+        """Show a run's images in Trackio's Media view. The artifact files are read before the
+        (short) write transaction, not inside it."""
+        rows = _dashboard.image_rows(
+            db.path, row.run_id, row.name, row.artifact_uri, only_logged_images
+        )
         if rows:
             with db.write() as conn:
                 _db.insert_media_rows(conn, rows)
@@ -696,8 +759,7 @@ class TrackioStore(AbstractStore):
         batch = _checked_batch(metrics, params, tags)
         with self._run_tx(run_id) as (db, conn, state):
             self._write_batches(conn, run_id, state, batch.columns, [batch])
-        if batch.new_name:
-            _db.rename_run_rows(db, run_id, batch.new_name)
+        self._after_write(db, run_id, [batch])
 
     def log_batch_async(self, run_id, metrics, params, tags):
         """Queue the batch for the store's writer thread (see `_queue`); the returned
@@ -729,10 +791,8 @@ class TrackioStore(AbstractStore):
                     columns = _metrics.metric_columns([m for i in group for m in i.metrics])
                     with _mlflow_errors(), self._run_tx(run_id) as (db, conn, state):
                         self._write_batches(conn, run_id, state, columns, batches)
-                    new_names = [b.new_name for b in batches if b.new_name]
-                    if new_names:
-                        with _mlflow_errors():
-                            _db.rename_run_rows(db, run_id, new_names[-1])
+                    with _mlflow_errors():
+                        self._after_write(db, run_id, batches)
                 except Exception as e:
                     if group is items and len(items) > 1:
                         continue  # now one at a time
@@ -766,6 +826,33 @@ class TrackioStore(AbstractStore):
             config_changed = config_changed or bool(batch.params or batch.tags)
         if config_changed:
             _dashboard.refresh_config(conn, run_id)
+
+    def _after_write(self, db: ProjectDB, run_id: str, batches: list[_Batch]) -> None:
+        """What follows a write to a run, outside its transaction: a new name reaches the run's
+        metric rows (`rename_run_rows`), and images logged meanwhile show in the Media view."""
+        new_names = [b.new_name for b in batches if b.new_name]
+        if new_names:
+            _db.rename_run_rows(db, run_id, new_names[-1])
+        if self._images_due(run_id, [t for b in batches for t in b.tags]):
+            with db.read() as conn:
+                row = _db.run_row(conn, run_id)
+            self._publish_images(db, row, True)
+
+    def _images_due(self, run_id: str, tags) -> bool:
+        """Whether to look for the run's new `log_image(key=, step=)` images now, so they show
+        while the run is live. MLflow tags the run `mlflow.loggedImages` after writing (or, from
+        fluent `mlflow.log_image`, after queueing) each image's files: look then, and at the
+        run's later batches at most once a second, which finds queued files once they landed.
+        (Waiting for MLflow's artifact queue here is no option: it stops and restarts its thread
+        per flush and cannot be flushed from two logging threads at once; `end_run` waits.)"""
+        now = time.monotonic()
+        with self._image_lock:
+            last = self._image_looks.get(run_id)
+            tagged = any(t.key == MLFLOW_LOGGED_IMAGES for t in tags)
+            if tagged or (last is not None and now - last >= IMAGE_LOOK_INTERVAL_S):
+                self._image_looks[run_id] = now
+                return True
+        return False
 
     @staticmethod
     def _log_params(conn, run_id: str, params: list[Param]) -> None:
@@ -842,7 +929,7 @@ class TrackioStore(AbstractStore):
         already stored are not written again. Returns how many points were new. Used by
         ``mytracker copy``; an imported run has no owning process here.
         """
-        db, _ = self._writable(*self._experiment(experiment_id))
+        db, _ = self._writable(*self._experiment(experiment_id, write=True))
         info, run_id = run.info, run.info.run_id
         written = 0
         with db.write() as conn:
@@ -1063,7 +1150,9 @@ class TrackioStore(AbstractStore):
         self, experiment_id, name=None, source_run_id=None, tags=None, params=None, model_type=None
     ):
         _validate_logged_model_name(name)
-        db, experiment = self._writable(*self._experiment(_parse_experiment_id(experiment_id)))
+        db, experiment = self._writable(
+            *self._experiment(_parse_experiment_id(experiment_id), write=True)
+        )
         _require_active("experiment", experiment.experiment_id, experiment.lifecycle_stage)
         # MLflow's id form; the artifacts go under the experiment's artifact location, which for
         # a local store is inside the project's Files view.

@@ -87,7 +87,7 @@ def test_artifacts_in_files_view_and_images_in_media_view(
     tabs = dashboard.post("/api/get_tab_availability", json={"project": project}).json()["data"]
     assert tabs["files"]
     files = dashboard.post("/api/get_project_files", json={"project": project}).json()["data"]
-    prefix = f"mlflow/{run.info.run_id}/artifacts/"
+    prefix = f"mlflow/{run.info.run_name}/"  # listed under the run's name
     listed = {f["name"][len(prefix):]: f["path"] for f in files if f["name"].startswith(prefix)}
     assert set(listed) == artifact_files(run)
     assert fetch(dashboard, listed["training_confusion_matrix.png"]).content[:4] == PNG_MAGIC
@@ -138,6 +138,6 @@ def test_store_shows_images_by_default(autologged, dashboard):
     run = mlflow.get_run(active.info.run_id)
     assert "/media/" in run.info.artifact_uri  # where Trackio's Files view looks
     files = dashboard.post("/api/get_project_files", json={"project": autologged}).json()["data"]
-    assert f"mlflow/{run.info.run_id}/artifacts/estimator.html" in {f["name"] for f in files}
+    assert f"mlflow/{run.info.run_name}/estimator.html" in {f["name"] for f in files}
     media = media_of(dashboard, autologged, run)
     assert {("training_confusion_matrix.png", 0), ("inputs/batch", 1)} <= set(media)
