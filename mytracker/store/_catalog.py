@@ -319,9 +319,11 @@ class Catalog:
             if experiment is not None
         ]
 
-    def experiment_ids(self) -> list[int]:
-        """The ids of every readable experiment of the directory."""
-        self._sync()
+    def experiment_ids(self, synced: bool = False) -> list[int]:
+        """The ids of every readable experiment of the directory (`synced`: as the directory
+        was looked at just now, in this call)."""
+        if not synced:
+            self._sync()
         return [int(row[0]) for row in self._index.query(
             "SELECT experiment_id FROM files WHERE experiment_id IS NOT NULL"
         )]
@@ -384,7 +386,7 @@ class Catalog:
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
-    def new_experiment_id(self) -> str:
+    def new_experiment_id(self, synced: bool = False) -> str:
         """The id of a new experiment, under the directory lock: one more than any id handed out
         before. A file that cannot be read now (damaged, moved away for a while) still holds its
         id, so the largest id ever handed out is kept in `.mytracker.ids` beside the files; it
@@ -399,7 +401,8 @@ class Catalog:
             _logger.warning("Rebuilding %s from the project files: %s", mark, e)
             handed_out = 0
         new_id = 1 + max([
-            handed_out, *(i for i in self.experiment_ids() if not is_native_experiment_id(str(i)))
+            handed_out,
+            *(i for i in self.experiment_ids(synced) if not is_native_experiment_id(str(i))),
         ])
         draft = mark.with_name(f"{mark.name}.{os.getpid()}")
         try:

@@ -474,7 +474,8 @@ class TrackioStore(AbstractStore):
                 raise MlflowException(
                     f"Experiment(name={name}) already exists.", RESOURCE_ALREADY_EXISTS
                 )
-            experiment_id = self._catalog.new_experiment_id()
+            # Not found by name: the catalog has just looked at the whole directory.
+            experiment_id = self._catalog.new_experiment_id(synced=True)
             self._catalog.create_experiment_file(
                 experiment_id, name, artifact_location, self.artifact_uri,
                 get_current_time_millis(), {t.key: t.value for t in tags or []},
@@ -516,15 +517,17 @@ class TrackioStore(AbstractStore):
         found = [e for _, e in self._catalog.experiments()]
         if not any(e.experiment_id == DEFAULT_EXPERIMENT_ID for e in found):
             found.append(self._virtual_default(found))
-        experiments = [self._to_experiment(e) for e in found if e.lifecycle_stage in stages]
-        experiments = SearchExperimentsUtils.filter(experiments, filter_string)
+        # MLflow's filter and sort read the rows' attributes: entities are built for the page only.
+        rows = SearchExperimentsUtils.filter(
+            [e for e in found if e.lifecycle_stage in stages], filter_string
+        )
         # MLflow's SQL store sorts experiment ids as integers, by default newest first.
         order_by = list(order_by or ["creation_time DESC", "experiment_id ASC"])
-        by_number = sorted(experiments, key=lambda e: int(e.experiment_id))
+        by_number = sorted(rows, key=lambda e: int(e.experiment_id))
         keyed = [_NumericIdExperiment(e) for e in by_number]
         ordered = [k.experiment for k in SearchExperimentsUtils.sort(keyed, order_by)]
         page, token = SearchUtils.paginate(ordered, page_token, max_results)
-        return PagedList(page, token)
+        return PagedList([self._to_experiment(e) for e in page], token)
 
     def filter_active_experiment_ids(self, experiment_ids):
         active = []
@@ -1334,9 +1337,9 @@ class TrackioStore(AbstractStore):
 
 
 class _NumericIdExperiment:
-    """Sort view of an experiment whose id compares as the integer it is."""
+    """Sort view of an experiment (row) whose id compares as the integer it is."""
 
-    def __init__(self, experiment: Experiment):
+    def __init__(self, experiment: ExperimentRow):
         self.experiment = experiment
         self.experiment_id = int(experiment.experiment_id)
         self.name = experiment.name
