@@ -21,7 +21,6 @@ derived from its file name), and the run ids of Trackio's own tables are indexed
 from __future__ import annotations
 
 import errno
-import fcntl
 import logging
 import os
 import re
@@ -37,7 +36,7 @@ from pathlib import Path
 import orjson  # a dependency of Trackio's
 
 from mytracker.store import _dashboard, _native
-from mytracker.store._db import DatabaseError, ExperimentRow, ProjectDB
+from mytracker.store._db import DatabaseError, ExperimentRow, ProjectDB, file_lock
 from mytracker.store._trackio import is_native_experiment_id, project_stem
 
 _logger = logging.getLogger(__name__)
@@ -374,17 +373,9 @@ class Catalog:
     def directory_lock(self) -> Iterator[None]:
         """Serialises experiment creation across processes."""
         path = self.data_dir / ".mytracker.lock"
-        try:
-            # Read-only is enough to lock, so another user can lock a file this one made.
-            handle = os.fdopen(os.open(path, os.O_RDONLY | os.O_CREAT, 0o666))
-        except OSError as e:  # e.g. a read-only directory: only reading works there
-            raise _cannot_write(path, e) from e
-        with handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+        # A read-only directory cannot even make the lock file: only reading works there.
+        with file_lock(path, lambda e: _cannot_write(path, e)):
+            yield
 
     def new_experiment_id(self, synced: bool = False) -> str:
         """The id of a new experiment, under the directory lock: one more than any id handed out

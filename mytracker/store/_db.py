@@ -13,6 +13,7 @@ Nothing here knows MLflow entities: rows come out as the typed tuples below.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -20,7 +21,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -46,6 +47,23 @@ LOCK_TIMEOUT_S = float(os.environ.get("MYTRACKER_LOCK_TIMEOUT", "60"))
 
 class DatabaseError(Exception):
     """A project database cannot be used; the message names the file and what to do."""
+
+
+@contextmanager
+def file_lock(path: Path, cannot: Callable[[OSError], Exception]) -> Iterator[None]:
+    """Hold an exclusive lock on `path` (made if missing). The file is opened read-only, which
+    is enough to lock, so one another OS user made serves too; if it cannot be opened at all,
+    `cannot(error)` is raised."""
+    try:
+        handle = os.fdopen(os.open(path, os.O_RDONLY | os.O_CREAT, 0o666))
+    except OSError as e:
+        raise cannot(e) from e
+    with handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 # --- the rows that cross into the store -------------------------------------------------------

@@ -25,7 +25,6 @@ which MLflow's semantics hold for it. Trackio's rows are never rewritten by eith
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import re
@@ -43,6 +42,7 @@ from mytracker.store._db import (
     ProjectDB,
     RunRecord,
     RunRow,
+    file_lock,
 )
 from mytracker.store._trackio import (
     ORIGIN_TAG,
@@ -100,16 +100,10 @@ def trackio_lock(db: ProjectDB) -> Iterator[None]:
     """Trackio's own ``<project>.lock``, which its writers hold while they create, migrate or
     write the project file."""
     path = db.path.with_suffix(".lock")
-    try:
-        handle = os.fdopen(os.open(path, os.O_RDONLY | os.O_CREAT, 0o666))
-    except OSError as e:
-        raise DatabaseError(f"Cannot lock {path}: {e.strerror or e}; nothing was written.") from e
-    with handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    with file_lock(path, lambda e: DatabaseError(
+        f"Cannot lock {path}: {e.strerror or e}; nothing was written."
+    )):
+        yield
 
 
 def adopt(db: ProjectDB, experiment_row: ExperimentRow) -> None:
