@@ -179,14 +179,14 @@ def bench_points(args, tmp, clients) -> dict:
 # --- rename ---------------------------------------------------------------------------------------
 
 WRITER = """
-import json, sys, time
+import json, os, sys, time
 from mlflow import MlflowClient
 from mlflow.entities import Metric
 client = MlflowClient(tracking_uri=sys.argv[1])
 run_id = client.create_run(sys.argv[2]).info.run_id
 print("READY", flush=True)
-latencies, step, deadline = [], 0, time.time() + float(sys.argv[3])
-while time.time() < deadline:
+latencies, step = [], 0
+while not os.path.exists(sys.argv[3]):  # until the rename has returned
     metrics = [Metric("acc", 0.5, int(time.time() * 1000), step + i) for i in range(10)]
     started = time.perf_counter()
     client.log_batch(run_id, metrics=metrics)
@@ -203,8 +203,9 @@ def bench_rename(args, tmp, clients, big) -> None:
     print(f"\n[rename] renaming the {args.points:,}-point run while another process logs to a "
           "second run of the same experiment (10 points every 10 ms)", flush=True)
     uri = clients["trackio"].tracking_uri
+    done = os.path.join(tmp, "rename-done")
     writer = subprocess.Popen(
-        [sys.executable, "-c", WRITER, uri, big["experiment_id"], "6"],
+        [sys.executable, "-c", WRITER, uri, big["experiment_id"], done],
         stdout=subprocess.PIPE, text=True,
     )
     assert writer.stdout.readline().strip() == "READY"
@@ -212,6 +213,7 @@ def bench_rename(args, tmp, clients, big) -> None:
     started = time.perf_counter()
     clients["trackio"].set_tag(big["run_id"], "mlflow.runName", "renamed-run")
     rename_s = time.perf_counter() - started
+    open(done, "w").close()  # the writer logs for the whole rename, then stops
     latencies = json.loads(writer.communicate(timeout=120)[0].strip().splitlines()[-1])
     worst = max(latencies)
     p99 = sorted(latencies)[int(len(latencies) * 0.99)]
