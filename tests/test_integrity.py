@@ -153,13 +153,11 @@ KILLED_WHILE_CREATING = """
 import os, signal, sys, mlflow
 client = mlflow.MlflowClient(sys.argv[1])
 client.search_experiments()
-# Die by SIGKILL at the last moment: the draft is whole, not yet renamed into place.
-replace = os.replace
-def replace_or_die(source, target):
+# Die by SIGKILL at the last moment: the draft is whole, not yet linked into place.
+def die(source, target):
     if str(source).endswith(".draft"):
         os.kill(os.getpid(), signal.SIGKILL)
-    replace(source, target)
-os.replace = replace_or_die
+os.link = die
 client.create_experiment("killed")
 """
 
@@ -422,3 +420,143 @@ def test_a_second_os_user_gets_clear_errors_and_can_share_a_writable_directory(t
     assert client.get_experiment_by_name("b").experiment_id == "2"
     assert [m.value for m in client.get_metric_history(run_ids["shared"], "m")] == [1.0]
     assert client.create_experiment("c") == "3"
+
+
+# --- (1) creating an experiment while Trackio creates the same project --------------------------------
+
+TRACKIO_RACER = """
+import random, sys, time
+import trackio
+from trackio.sqlite_storage import SQLiteStorage
+
+for line in sys.stdin:
+    command, project, delay = line.split()
+    if command == "check":  # what Trackio's own reader finds of the run
+        print("points", len(SQLiteStorage.get_logs(project, "t")), flush=True)
+        continue
+    time.sleep(float(delay))
+    run = trackio.init(project=project, name="t", auto_log_cpu=False, auto_log_gpu=False)
+    for step in range(40):
+        trackio.log({"x": float(step)}, step=step)
+        time.sleep(random.uniform(0, 0.003))
+    trackio.finish()
+    print("done", run.id, flush=True)
+"""
+
+MLFLOW_RACER = """
+import sys, time
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+
+client = MlflowClient(sys.argv[1])
+client.search_experiments()
+for line in sys.stdin:
+    name, delay = line.split()
+    time.sleep(float(delay))
+    try:
+        print("created", client.create_experiment(name), flush=True)
+    except MlflowException as e:
+        print("refused", e.error_code, e.message.replace(chr(10), " "), flush=True)
+"""
+
+
+def _racer(script: str, *args: str, env: dict) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(script), *args], env=env,
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )
+
+
+def _answer(process: subprocess.Popen, first_word: str) -> list[str]:
+    for line in process.stdout:
+        if line.split()[:1] in ([first_word], ["created"], ["refused"]):
+            return line.split()
+    raise AssertionError(f"the racer exited with {process.wait()}")
+
+
+def test_creating_an_experiment_while_trackio_creates_the_project_loses_nothing(
+    data_dir, store_uri
+):
+    """Each trial: a Trackio process (init, 40 points, finish) and an MLflow process
+    (`create_experiment` of the same name) start 0-120 ms apart. Whoever makes the file first,
+    the experiment an id was returned for stays readable, Trackio's 40 points stay in it, and
+    the file is whole; a refused create (the Trackio project existed already) names it."""
+    import random
+
+    data_dir.mkdir()
+    env = {**os.environ, "TRACKIO_DIR": str(data_dir)}
+    trackio_racer = _racer(TRACKIO_RACER, env=env)
+    mlflow_racer = _racer(MLFLOW_RACER, store_uri, env=env)
+    client = MlflowClient(store_uri)
+    created, outcomes = {}, {"created": 0, "refused": 0}
+    try:
+        for trial in range(30):
+            name = f"race{trial}"
+            # Trackio makes its file when it flushes (at `finish`, ~30-60 ms after it starts).
+            trackio_racer.stdin.write(f"run {name} {random.uniform(0, 0.06):.4f}\n")
+            mlflow_racer.stdin.write(f"{name} {random.uniform(0, 0.12):.4f}\n")
+            trackio_racer.stdin.flush()
+            mlflow_racer.stdin.flush()
+            made = _answer(mlflow_racer, "created")
+            _, trackio_run_id = _answer(trackio_racer, "done")
+            outcomes[made[0]] += 1
+            if made[0] == "created":
+                created[name] = made[1]
+            else:
+                assert made[:2] == ["refused", "RESOURCE_ALREADY_EXISTS"], (name, made)
+            trackio_racer.stdin.write(f"check {name} 0\n")
+            trackio_racer.stdin.flush()
+            assert _answer(trackio_racer, "points") == ["points", "40"], name
+            experiment = client.get_experiment_by_name(name)
+            assert experiment is not None, name
+            if name in created:
+                assert experiment.experiment_id == created[name]
+            history = client.get_metric_history(trackio_run_id, "x")
+            assert [m.value for m in history] == [float(step) for step in range(40)], name
+            with contextlib.closing(sqlite3.connect(data_dir / f"{name}.db")) as conn:
+                assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)], name
+    finally:
+        for racer in (trackio_racer, mlflow_racer):
+            racer.stdin.close()
+            racer.wait(timeout=60)
+    # Every id handed out is still there, in a new process's view too.
+    fresh = MlflowClient(store_uri)
+    assert {n: fresh.get_experiment(i).name for n, i in created.items()} == {n: n for n in created}
+    assert outcomes["created"] > 0, outcomes
+
+
+FRESH_VIEW = """
+import sys
+from mlflow import MlflowClient
+client = MlflowClient(sys.argv[1])
+experiment = client.get_experiment_by_name("exp")
+print(experiment.experiment_id, len(client.search_runs([experiment.experiment_id])))
+"""
+
+
+@pytest.mark.parametrize("removed", [("",), ("", "-wal", "-shm")], ids=["db", "db-wal-shm"])
+@pytest.mark.parametrize("creator", ["same process", "another process"])
+def test_an_experiment_made_again_after_its_file_was_deleted_while_open_is_empty(
+    store_uri, data_dir, removed, creator
+):
+    """`exp.db` is deleted (alone, as `rm` does, or with its -wal and -shm, as
+    `trackio.delete_project` does) while this process still has it open; "exp" made again holds
+    none of the old run's points, in this process and in a new one."""
+    from mlflow.entities import Metric
+
+    client = MlflowClient(store_uri)
+    old_run = client.create_run(client.create_experiment("exp")).info.run_id
+    client.log_batch(old_run, [Metric("m", float(i), 1000 + i, i) for i in range(900)])
+    for suffix in removed:
+        (data_dir / f"exp.db{suffix}").unlink()
+    if creator == "same process":
+        new_id = client.create_experiment("exp")
+    else:
+        made = _python("import sys; from mlflow import MlflowClient; "
+                       "print(MlflowClient(sys.argv[1]).create_experiment('exp'))", store_uri)
+        new_id = made.stdout.strip()
+    assert new_id == "2"
+    assert client.get_experiment_by_name("exp").experiment_id == "2"
+    assert client.search_runs(["2"]) == []
+    fresh = _python(FRESH_VIEW, store_uri)
+    assert fresh.stdout.split() == ["2", "0"], fresh.stderr

@@ -184,6 +184,25 @@ def _cannot_write(path: Path, error: OSError) -> DatabaseError:
     return DatabaseError(f"Cannot write {path}: {error.strerror or error}; {advice}.")
 
 
+def _occupied(path: Path) -> bool:
+    """Whether a project file, or what SQLite keeps beside one, is at `path`."""
+    return any(
+        os.path.lexists(f"{path}{suffix}") for suffix in ("", "-wal", "-shm", "-journal")
+    )
+
+
+def _wait_for_trackio(path: Path) -> bool:
+    """Wait until no Trackio writer holds the project lock of `path` (the lock is only looked
+    for, never made: this is a read). False if there is no such lock to wait for."""
+    if not path.with_suffix(".lock").exists():
+        return False
+    try:
+        with _native.trackio_lock(path):
+            return True
+    except DatabaseError:  # e.g. another user's lock file we cannot open
+        return False
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -214,6 +233,9 @@ class Catalog:
                 self._dbs.clear()
                 self._pid = os.getpid()
             db = self._dbs.get(path)
+            if db is not None and not db.is_current():  # deleted, maybe made anew, meanwhile
+                self._forget(path)
+                db = None
             if db is None:
                 db = ProjectDB(path, create=create)
                 self._dbs[path] = db
@@ -354,7 +376,14 @@ class Catalog:
                 "SELECT name, identity, experiment, problem FROM files WHERE name = ?", (likely,)
             )
             row = recorded[0] if recorded else (likely, "", None, None)
-            experiment = self._current(*row, strict=True)
+            try:
+                experiment = self._current(*row, strict=True)
+            except DatabaseError:
+                # Trackio may be making it just now (an empty file, tables without a version):
+                # once its writer lets go of the project lock, the file is whole or damaged.
+                if not _wait_for_trackio(self.data_dir / likely):
+                    raise
+                experiment = self._current(likely, "", None, None, strict=True)
             if experiment is not None and experiment.name == name:
                 return experiment
         found = self._find("name", name)
@@ -405,23 +434,24 @@ class Catalog:
             raise _cannot_write(mark, e) from e
         return str(new_id)
 
-    def _new_project_path(self, name: str) -> Path:
-        """A file for a new experiment: the Trackio project of the same name when that is free
-        (or an existing plain Trackio project whose name is exactly this), else a numbered one, so
-        names that Trackio would reduce alike never share a file."""
+    def _project_paths(self, name: str) -> Iterator[Path]:
+        """The files a new experiment may get, in order: the Trackio project of the same name,
+        then numbered ones, so names that Trackio would reduce alike never share a file."""
         stem = project_stem(name)
-        candidates = [stem] + [f"{stem}-{n}" for n in range(2, 10_000)]
-        for candidate in candidates:
-            path = self.data_dir / f"{candidate}.db"
-            if not path.exists():
-                return path
-            if candidate == name:
-                try:
-                    if self.db(path).experiment() is None:
-                        return path  # adopt the Trackio project of that very name
-                except DatabaseError:
-                    pass
+        yield self.data_dir / f"{stem}.db"
+        for n in range(2, 10_000):
+            yield self.data_dir / f"{stem}-{n}.db"
         raise DatabaseError(f"No free project file for experiment {name!r}")
+
+    def _adoptable(self, path: Path, name: str) -> bool:
+        """Whether `path` is a plain Trackio project named exactly `name`: the new experiment
+        is made in it, and its runs become the experiment's."""
+        if path.stem != name:
+            return False
+        try:
+            return self.db(path).experiment() is None
+        except (DatabaseError, FileNotFoundError):
+            return False
 
     def create_experiment_file(
         self,
@@ -434,38 +464,67 @@ class Catalog:
     ) -> None:
         """Make the project file of a new experiment, under the directory lock. Its artifact
         location is `artifact_location`, else `<artifact_root>/<id>`, else where Trackio's Files
-        view lists it."""
+        view lists it.
+
+        Trackio makes the same file under its `<project>.lock` (when it first flushes), so each
+        candidate file is looked at and placed under that lock: a file Trackio made first is
+        adopted if it is the project of this very name, else the next name is tried; a new file
+        is linked into place, which fails rather than replace one that appeared anyway. A name
+        whose -wal or -shm is left (its file deleted while a process still has it open) is not
+        free: a new file there would read the old file's pages from them."""
         from mlflow.utils.uri import append_to_uri_path
 
-        path = self._new_project_path(name)
-        location = artifact_location or (
-            append_to_uri_path(artifact_root, experiment_id)
-            if artifact_root
-            else _dashboard.default_artifact_location(path)
-        )
-        fields = (experiment_id, name, location, created_ms, tags)
+        self._remove_dead_drafts()
+        for path in self._project_paths(name):
+            if _occupied(path) and path.stem != name:
+                continue
+            location = artifact_location or (
+                append_to_uri_path(artifact_root, experiment_id)
+                if artifact_root
+                else _dashboard.default_artifact_location(path)
+            )
+            fields = (experiment_id, name, location, created_ms, tags)
+            try:
+                with _native.trackio_lock(path):
+                    if not _occupied(path):
+                        placed = self._place_new_file(path, fields)
+                    elif self._adoptable(path, name):
+                        self.db(path).create_experiment(*fields)
+                        placed = True
+                    else:
+                        placed = False
+            except OSError as e:
+                raise _cannot_write(path, e) from e
+            if placed:
+                self.refresh(path)
+                return
+
+    def _place_new_file(self, path: Path, fields: tuple) -> bool:
+        """Make the experiment's file whole under a name no reader lists, then link it into
+        place; False (and nothing left behind) if a file appeared at `path` meanwhile."""
+        draft = path.with_name(f".{path.name}.{os.getpid()}.{_host()}.draft")
         try:
-            if path.exists():  # a plain Trackio project of this very name: adopt it in place
-                self.db(path).create_experiment(*fields)
-            else:
-                # Made whole under a name no reader lists, then renamed into place, so another
-                # process never opens a half-made project.
-                self._remove_dead_drafts()
-                draft = path.with_name(f".{path.name}.{os.getpid()}.{_host()}.draft")
-                try:
-                    draft_db = ProjectDB(draft, create=True)
-                    try:
-                        draft_db.create_experiment(*fields)
-                    finally:
-                        draft_db.close()
-                    os.replace(draft, path)
-                except BaseException:  # e.g. a full disk: leave nothing behind
-                    for leftover in (draft, Path(f"{draft}-wal"), Path(f"{draft}-shm")):
-                        leftover.unlink(missing_ok=True)
+            draft_db = ProjectDB(draft, create=True)
+            try:
+                draft_db.create_experiment(*fields)
+            finally:
+                draft_db.close()  # the last connection: its WAL is folded into the file
+            try:
+                os.link(draft, path)  # never replaces a file someone may have open
+            except FileExistsError:
+                return False
+            except OSError as e:
+                if e.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK):
                     raise
-        except OSError as e:
-            raise _cannot_write(path, e) from e
-        self.refresh(path)
+                # A file system without hard links: still under Trackio's lock, looked at
+                # just now, so only a program that takes neither lock could get in between.
+                if _occupied(path):
+                    return False
+                os.rename(draft, path)
+            return True
+        finally:  # e.g. a full disk: leave nothing behind
+            for leftover in (draft, Path(f"{draft}-wal"), Path(f"{draft}-shm")):
+                leftover.unlink(missing_ok=True)
 
     def _remove_dead_drafts(self) -> None:
         """Delete the drafts of processes killed while creating an experiment (a draft is

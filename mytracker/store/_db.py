@@ -213,6 +213,15 @@ def _is_locked(error: sqlite3.Error) -> bool:
 # --- one project file -----------------------------------------------------------------------
 
 
+def _file_key(path: Path) -> tuple[int, int] | None:
+    """Which file is at `path` (device and inode), or None if none is."""
+    try:
+        found = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return found.st_dev, found.st_ino
+
+
 class ProjectDB:
     """One open Trackio project database, safe to share between threads of one process.
 
@@ -244,12 +253,19 @@ class ProjectDB:
             in_use = all(Path(f"{self.path}{suffix}").exists() for suffix in ("-wal", "-shm"))
             target = f"file:{quote(str(self.path))}?{'mode=ro' if in_use else 'immutable=1'}"
         try:
-            return sqlite3.connect(
+            conn = sqlite3.connect(
                 target, timeout=LOCK_TIMEOUT_S, isolation_level=None, check_same_thread=False,
                 uri=self.read_only,
             )
         except sqlite3.Error as e:
             raise DatabaseError(f"Cannot open Trackio database {self.path}: {e}") from e
+        self._file = _file_key(self.path)
+        return conn
+
+    def is_current(self) -> bool:
+        """Whether the file at the path is still the one this connection has open (not deleted,
+        or replaced by a new file of the same name, since)."""
+        return self._file is not None and _file_key(self.path) == self._file
 
     def _prepare(self, create: bool) -> None:
         # Inspect before writing: switching to WAL rewrites the file's header, so a file that

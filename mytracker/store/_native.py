@@ -31,6 +31,7 @@ import re
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 
 import orjson  # a dependency of Trackio's
 
@@ -96,10 +97,10 @@ def experiment(db: ProjectDB) -> ExperimentRow | None:
 
 
 @contextmanager
-def trackio_lock(db: ProjectDB) -> Iterator[None]:
+def trackio_lock(project_file: Path) -> Iterator[None]:
     """Trackio's own ``<project>.lock``, which its writers hold while they create, migrate or
     write the project file."""
-    path = db.path.with_suffix(".lock")
+    path = project_file.with_suffix(".lock")
     with file_lock(path, lambda e: DatabaseError(
         f"Cannot lock {path}: {e.strerror or e}; nothing was written."
     )):
@@ -108,7 +109,7 @@ def trackio_lock(db: ProjectDB) -> Iterator[None]:
 
 def adopt(db: ProjectDB, experiment_row: ExperimentRow) -> None:
     """Make the Trackio project `db` hold `experiment_row` (as `experiment` read it) for good."""
-    with trackio_lock(db), db.write() as conn:
+    with trackio_lock(db.path), db.write() as conn:
         _db.adopt_experiment(conn, experiment_row._replace(native=False), _now_ms())
     db.adopted = True
 
