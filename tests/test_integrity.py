@@ -560,3 +560,58 @@ def test_an_experiment_made_again_after_its_file_was_deleted_while_open_is_empty
     assert client.search_runs(["2"]) == []
     fresh = _python(FRESH_VIEW, store_uri)
     assert fresh.stdout.split() == ["2", "0"], fresh.stderr
+
+
+# --- (10) close-dead-runs tells a reused pid apart by its start time -------------------------------
+
+RUN_OWNER = """
+import sys
+from mlflow import MlflowClient
+client = MlflowClient(sys.argv[1])
+experiment = client.get_experiment_by_name("owners") or client.get_experiment(
+    client.create_experiment("owners"))
+print(client.create_run(experiment.experiment_id).info.run_id, flush=True)
+sys.stdin.read()  # stays alive until the test closes its stdin
+"""
+
+
+def test_close_dead_runs_closes_a_run_whose_pid_now_belongs_to_another_process(store_uri, data_dir):
+    """A run made by a process that is gone, whose pid a later process now has (the recorded pid
+    is rewritten to a live process's: what pid reuse looks like), is closed; the live process's
+    own run, recorded with its real start time, is kept."""
+    import psutil
+
+    def start_owner():
+        owner = subprocess.Popen(
+            [sys.executable, "-c", textwrap.dedent(RUN_OWNER), store_uri],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        )
+        return owner, owner.stdout.readline().strip()
+
+    gone, dead_run = start_owner()
+    gone.stdin.close()
+    gone.wait(timeout=60)
+    live, live_run = start_owner()  # started after the first one ended: more than 1 s later
+    try:
+        with contextlib.closing(sqlite3.connect(data_dir / "owners.db")) as conn, conn:
+            (recorded_start,) = conn.execute(
+                "SELECT process_start FROM mlflow_run_owners WHERE run_id = ?", (dead_run,)
+            ).fetchone()
+            assert psutil.Process(live.pid).create_time() - recorded_start > 1.0
+            conn.execute(
+                "UPDATE mlflow_run_owners SET pid = ? WHERE run_id = ?", (live.pid, dead_run)
+            )
+        out = subprocess.run(
+            [sys.executable, "-m", "mytracker.cli", "close-dead-runs", "--dir", str(data_dir)],
+            capture_output=True, text=True, timeout=120,
+        )
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.splitlines() == [
+            f"closed run {dead_run} in experiment 'owners'", "1 run(s) closed."
+        ]
+        client = MlflowClient(store_uri)
+        assert client.get_run(dead_run).info.status == "KILLED"
+        assert client.get_run(live_run).info.status == "RUNNING"
+    finally:
+        live.stdin.close()
+        live.wait(timeout=60)

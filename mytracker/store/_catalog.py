@@ -203,14 +203,29 @@ def _wait_for_trackio(path: Path) -> bool:
         return False
 
 
-def _pid_alive(pid: int) -> bool:
+def process_start(pid: int) -> float | None:
+    """When process `pid` started (seconds since the epoch), or None if that cannot be told."""
+    try:
+        import psutil
+
+        return psutil.Process(pid).create_time()
+    except Exception:  # gone, or not ours to look at
+        return None
+
+
+def process_alive(pid: int, started: float | None = None) -> bool:
+    """Whether the process `pid` that started at `started` (if known) still runs on this host.
+    A pid reused by a later process is told apart by its start time."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except OSError:  # e.g. another user's process: alive
+    except PermissionError:  # another user's process: alive, unless the pid was reused
+        pass
+    if started is None:
         return True
-    return True
+    current = process_start(pid)
+    return current is None or abs(current - started) < 1.0
 
 
 class Catalog:
@@ -534,7 +549,7 @@ class Catalog:
         host = _host()
         for path in self.data_dir.glob(".*.draft*"):
             match = _DRAFT.fullmatch(path.name)
-            if match and match[2] in (None, host) and not _pid_alive(int(match[1])):
+            if match and match[2] in (None, host) and not process_alive(int(match[1])):
                 _logger.info("Removing %s, left by a process killed while creating it", path)
                 path.unlink(missing_ok=True)
 

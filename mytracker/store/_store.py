@@ -84,7 +84,7 @@ from mlflow.utils.validation import (
 )
 
 from mytracker.store import _dashboard, _db, _metrics, _native
-from mytracker.store._catalog import Catalog
+from mytracker.store._catalog import Catalog, process_alive, process_start
 from mytracker.store._db import DatabaseError, DatasetInputRow, ExperimentRow, ProjectDB, RunRecord
 from mytracker.store._queue import BatchQueue, QueuedBatch
 from mytracker.store._trackio import clamped, finite, project_stem
@@ -205,30 +205,7 @@ def _run_owner() -> tuple | None:
 
     if os.environ.get("_MLFLOW_SERVER_FILE_STORE"):
         return None
-    return socket.gethostname(), os.getpid(), _process_start(os.getpid())
-
-
-def _process_start(pid: int) -> float | None:
-    try:
-        import psutil
-
-        return psutil.Process(pid).create_time()
-    except Exception:
-        return None
-
-
-def _process_alive(pid: int | None, started: float | None) -> bool:
-    if pid is None:
-        return True  # no owner recorded: cannot tell, so leave the run alone
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    current = _process_start(pid)
-    # A reused pid belongs to a process started later than the one that made the run.
-    return started is None or current is None or abs(current - started) < 1.0
+    return socket.gethostname(), os.getpid(), process_start(os.getpid())
 
 
 # --- search helpers ------------------------------------------------------------------------
@@ -994,7 +971,7 @@ class TrackioStore(AbstractStore):
         closed = []
         for path, experiment in self._catalog.experiments():
             for run_id, owner_host, pid, started, last_ms in self._catalog.db(path).running_runs():
-                if owner_host != host or _process_alive(pid, started):
+                if owner_host != host or process_alive(pid, started):
                     continue
                 closed.append((experiment.name, run_id))
                 if not dry_run:
