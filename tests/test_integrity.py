@@ -615,3 +615,63 @@ def test_close_dead_runs_closes_a_run_whose_pid_now_belongs_to_another_process(s
     finally:
         live.stdin.close()
         live.wait(timeout=60)
+
+
+# --- (8) a data directory a group of OS users shares -----------------------------------------------
+
+GROUP_MEMBER = """
+import os, sys
+os.umask(int(sys.argv[2], 8))
+from mlflow import MlflowClient
+client = MlflowClient(f"trackio://{sys.argv[1]}")
+role, others_run = sys.argv[3], sys.argv[4]
+own = client.create_experiment(f"made by {role}")
+run_id = client.create_run(own).info.run_id
+client.log_metric(run_id, "m", 1.0, step=0)
+if others_run != "-":
+    client.log_metric(others_run, "m", 2.0, step=1)  # into the other user's file
+    other_experiment = client.get_run(others_run).info.experiment_id
+    client.create_run(other_experiment, run_name=f"{role} in theirs")  # and its run folders
+    client.rename_experiment(other_experiment, f"renamed by {role}")
+print(run_id)
+"""
+
+
+def test_a_group_shared_directory_works_for_every_member_whatever_their_umask(traversable_tmp):
+    """Two users (uids 65533 and 65534, umask 022 and 077) share a setgid, group-writable data
+    directory through a common group: each makes experiments and runs, and writes into the
+    other's experiment and run; everything mytracker made there is the group's to write."""
+    group = 64999
+    home = traversable_tmp / "home"
+    home.mkdir()
+    home.chmod(0o777)
+    shared = traversable_tmp / "shared"
+    shared.mkdir()
+    os.chown(shared, 0, group)
+    shared.chmod(0o2775)
+
+    def as_user(uid: int, umask: str, role: str, others_run: str) -> str:
+        result = subprocess.run(
+            ["setpriv", f"--reuid={uid}", f"--regid={uid}", f"--groups={group}",
+             *AS_NOBODY[4:], sys.executable, "-c", textwrap.dedent(GROUP_MEMBER),
+             str(shared), umask, role, others_run],
+            env={**os.environ, "HOME": str(home)}, capture_output=True, text=True, timeout=120,
+        )
+        assert result.returncode == 0, result.stderr
+        return result.stdout.split()[-1]
+
+    first_run = as_user(65533, "022", "A", "-")
+    second_run = as_user(65534, "077", "B", first_run)
+    as_user(65533, "022", "A2", second_run)
+
+    client = MlflowClient(f"trackio://{shared}")
+    for run_id in (first_run, second_run):
+        assert [m.value for m in client.get_metric_history(run_id, "m")] == [1.0, 2.0]
+    names = sorted(e.name for e in client.search_experiments())
+    assert names == ["Default", "made by A2", "renamed by A2", "renamed by B"]
+    not_shared = []
+    for path in [shared, *shared.rglob("*")]:
+        info = path.lstat()
+        if info.st_gid != group or info.st_mode & 0o060 != 0o060:
+            not_shared.append((str(path.relative_to(shared)), oct(info.st_mode), info.st_gid))
+    assert not_shared == []

@@ -51,6 +51,7 @@ def build_registry_store(store_uri: str, tracking_uri: str | None = None):
     from mlflow.protos.databricks_pb2 import INVALID_STATE
     from mlflow.tracking._model_registry.utils import _get_sqlalchemy_store
 
+    from mytracker.store._db import share_with_group
     from mytracker.store._uri import REGISTRY_FILE, data_dir_from_uri
 
     data_dir = data_dir_from_uri(store_uri)
@@ -60,4 +61,9 @@ def build_registry_store(store_uri: str, tracking_uri: str | None = None):
         raise MlflowException(
             f"Cannot create the Trackio data directory {data_dir}: {e}", INVALID_STATE
         ) from e
-    return _get_sqlalchemy_store(f"sqlite:///{data_dir / REGISTRY_FILE}")
+    registry = data_dir / REGISTRY_FILE
+    new = not registry.exists()
+    store = _get_sqlalchemy_store(f"sqlite:///{registry}")
+    if new:
+        share_with_group(registry)
+    return store

@@ -36,7 +36,13 @@ from pathlib import Path
 import orjson  # a dependency of Trackio's
 
 from mytracker.store import _dashboard, _native
-from mytracker.store._db import DatabaseError, ExperimentRow, ProjectDB, file_lock
+from mytracker.store._db import (
+    DatabaseError,
+    ExperimentRow,
+    ProjectDB,
+    file_lock,
+    share_with_group,
+)
 from mytracker.store._trackio import is_native_experiment_id, project_stem
 
 _logger = logging.getLogger(__name__)
@@ -113,7 +119,10 @@ class _Index:
 
     @staticmethod
     def _open(target: str) -> sqlite3.Connection:
+        new = target != ":memory:" and not os.path.exists(target)
         conn = sqlite3.connect(target, timeout=30, isolation_level=None, check_same_thread=False)
+        if new:  # its -wal and -shm are made with its mode
+            share_with_group(target)
         try:
             conn.execute("PRAGMA journal_mode = WAL")
             conn.executescript(_INDEX_SCHEMA)
@@ -442,6 +451,7 @@ class Catalog:
         draft = mark.with_name(f"{mark.name}.{os.getpid()}")
         try:
             draft.write_text(f"{new_id}\n")
+            share_with_group(draft)
             os.replace(draft, mark)  # whole or not at all: a torn mark could go backwards
         except OSError as e:
             with suppress(OSError):  # on a read-only file system even this fails
@@ -520,6 +530,7 @@ class Catalog:
         draft = path.with_name(f".{path.name}.{os.getpid()}.{_host()}.draft")
         try:
             draft_db = ProjectDB(draft, create=True)
+            share_with_group(draft)  # the project's -wal and -shm are made with its mode
             try:
                 draft_db.create_experiment(*fields)
             finally:

@@ -142,7 +142,7 @@ def run_artifact_uri(experiment_location: str, run_id: str, run_name: str) -> st
         name = f"{name}-run"
     for candidate in [name] + [f"{name}-{n}" for n in range(2, 1000)]:
         try:
-            (root / candidate).mkdir(parents=True)
+            _db.make_shared_dirs(root / candidate)
         except FileExistsError:
             continue
         except OSError:
@@ -221,8 +221,9 @@ def image_rows(
         except ValueError:  # outside Trackio's media directory: the dashboard cannot serve it
             copy = media_dir / project_path.stem / "mlflow" / run_id / relative
             if not copy.exists():
-                copy.parent.mkdir(parents=True, exist_ok=True)
+                _db.make_shared_dirs(copy.parent, exist_ok=True)
                 shutil.copy2(path, copy)
+                _db.share_with_group(copy)
             file_path = copy.relative_to(media_dir)
         value = {"_type": "trackio.image", "file_path": file_path.as_posix(), "caption": caption}
         # Compact JSON: Trackio finds its Media tab by GLOB-matching '"_type":"trackio.image"'.

@@ -18,11 +18,12 @@ import json
 import os
 import shutil
 import sqlite3
+import stat
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -49,13 +50,59 @@ class DatabaseError(Exception):
     """A project database cannot be used; the message names the file and what to do."""
 
 
+# --- files in the shared data directory ----------------------------------------------------------
+
+
+def share_with_group(path: Path | str) -> None:
+    """Give the group of a group-writable directory (a data directory several OS users share,
+    see docs/deployment.md) the same access to a file or folder mytracker has just made in it
+    as its maker has, whatever the maker's umask: else one user's lock file, project file or
+    run folder shuts the others out. Elsewhere, and for what another user made, nothing."""
+    try:
+        parent = os.stat(os.path.dirname(os.path.abspath(path)))
+        made = os.stat(path)
+    except OSError:
+        return
+    if not parent.st_mode & stat.S_IWGRP or made.st_uid != os.geteuid():
+        return
+    mode = stat.S_IMODE(made.st_mode) | stat.S_IRGRP | stat.S_IWGRP
+    if stat.S_ISDIR(made.st_mode):
+        mode |= stat.S_IXGRP
+    if mode != stat.S_IMODE(made.st_mode):
+        with suppress(OSError):
+            os.chmod(path, mode)
+
+
+def make_shared_dirs(path: Path, exist_ok: bool = False) -> None:
+    """`path.mkdir(parents=True)`, each folder made given to the group as `share_with_group`
+    says. FileExistsError if `path` exists, unless `exist_ok`."""
+    missing = []
+    while not path.is_dir():
+        missing.append(path)
+        path = path.parent
+    if not missing and not exist_ok:
+        raise FileExistsError(path)
+    for folder in reversed(missing):
+        try:
+            folder.mkdir()
+        except FileExistsError:
+            if folder == missing[0] and not exist_ok:
+                raise
+            continue
+        share_with_group(folder)
+
+
 @contextmanager
 def file_lock(path: Path, cannot: Callable[[OSError], Exception]) -> Iterator[None]:
-    """Hold an exclusive lock on `path` (made if missing). The file is opened read-only, which
-    is enough to lock, so one another OS user made serves too; if it cannot be opened at all,
-    `cannot(error)` is raised."""
+    """Hold an exclusive lock on `path` (made if missing, shared with the directory's group).
+    The file is opened read-only, which is enough to lock, so one another OS user made serves
+    too; if it cannot be opened at all, `cannot(error)` is raised."""
     try:
-        handle = os.fdopen(os.open(path, os.O_RDONLY | os.O_CREAT, 0o666))
+        try:
+            handle = os.fdopen(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            share_with_group(path)
+        except FileExistsError:
+            handle = os.fdopen(os.open(path, os.O_RDONLY | os.O_CREAT, 0o666))
     except OSError as e:
         raise cannot(e) from e
     with handle:
