@@ -322,6 +322,16 @@ def test_a_read_only_directory_gets_a_clear_error_when_written(tmp_path):
         assert lines[2] == "['a', 'Default']"  # reading still works
         # ... also in an empty one: MLflow's Default experiment needs no file until a run
         assert lines[3] == "['Default']"
+        # Trackio's dashboard cannot start there (it locks each project): one clear line.
+        show = subprocess.run(
+            [sys.executable, "-m", "mytracker.cli", "show", "--dir", str(used), "--no-browser"],
+            capture_output=True, text=True, timeout=120,
+        )
+        assert show.returncode == 2
+        assert show.stderr.splitlines() == [
+            f"mytracker show: error: --dir {used} is not writable, and Trackio's dashboard writes lock "
+            "files beside the projects: run it as a user who may write there, or on a copy"
+        ]
 
 
 # --- over REST: MLflow's JSON errors, never an HTML 500 ---------------------------------------------

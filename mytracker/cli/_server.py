@@ -125,6 +125,12 @@ trackio.show(project=project or None, host=host, server_port=int(port) if port e
 def run_show(args: argparse.Namespace) -> int:
     try:
         directory = data_dir(args.dir, create=False)
+        if not os.access(directory, os.W_OK | os.X_OK):
+            # Trackio's dashboard takes each project's <project>.lock (and migrates) at start.
+            raise UsageError(
+                f"--dir {directory} is not writable, and Trackio's dashboard writes lock files "
+                "beside the projects: run it as a user who may write there, or on a copy"
+            )
         if args.port is not None:
             _check_port_free(args.host, args.port)
         project = project_to_open(directory, args.project)
