@@ -283,6 +283,20 @@ def test_refused_files_are_not_changed_by_listing(tmp_path, store_uri, data_dir,
     assert "migrate" not in caplog.text.split("mlflow.db", 1)[1].split("\n")[0]
     assert MlflowClient(f"sqlite:///{data_dir}/mlflow.db").get_experiment_by_name("in mlflow")
 
+    # Another program reading them (a read lock held) does not hold a listing up: nothing
+    # waits to write to them (before: 125 s, then "unusable").
+    readers = [sqlite3.connect(data_dir / name, isolation_level=None) for name in foreign]
+    try:
+        for reader in readers:
+            reader.execute("BEGIN")
+            reader.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        listing = _python("import sys, mlflow; print([e.name for e in "
+                          "mlflow.MlflowClient(sys.argv[1]).search_experiments()])", store_uri)
+        assert listing.stdout.strip() == "['ours', 'Default']", listing.stderr
+    finally:
+        for reader in readers:
+            reader.close()
+
 
 # --- (8) read-only directories -------------------------------------------------------------------------
 
