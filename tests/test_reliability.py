@@ -8,6 +8,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import time
 import uuid
 from pathlib import Path
 
@@ -106,6 +107,32 @@ def test_async_points_are_flushed(store_uri, how):
     assert proc.wait(timeout=120) == 0
     history = MlflowClient(store_uri).get_metric_history(run_id, "m")
     assert sorted(m.step for m in history) == list(range(500))
+
+
+def test_written_points_reach_the_database_file_without_a_commit_paying_for_it(
+    tracking, data_dir, tmp_path
+):
+    # SQLite copies the WAL back into the file (a checkpoint) inside the commit that crosses
+    # 1,000 pages. The store's own thread does it shortly after any write instead: a few steps,
+    # far below that threshold, are in the main file on their own a moment later.
+    mlflow.set_experiment("checkpointed")
+    with mlflow.start_run() as run:
+        for step in range(10):
+            mlflow.log_metrics({"loss": 1.0 / (step + 1), "acc": step / 10}, step=step)
+        project = data_dir / "checkpointed.db"
+        copy = tmp_path / "main-file-only.db"
+        deadline = time.monotonic() + 10
+        steps = 0
+        while steps < 10 and time.monotonic() < deadline:
+            time.sleep(0.1)
+            copy.write_bytes(project.read_bytes())  # the file alone, without its -wal
+            with contextlib.closing(sqlite3.connect(copy)) as conn:
+                steps = conn.execute(
+                    "SELECT count(DISTINCT step) FROM metrics WHERE run_name = ?",
+                    (run.info.run_name,),
+                ).fetchone()[0]
+    assert steps == 10
+    assert (data_dir / "checkpointed.db-wal").exists()  # the writer's connection is still open
 
 
 # --- concurrency ----------------------------------------------------------------------------------
