@@ -79,19 +79,20 @@ _INDEX_VERSION = 3
 _RECORDED_TABLES = ("files", "experiment_tags", "ids_read")  # dropped for another version
 
 
-def _identity(path: str | Path, wal_exists: bool = True) -> str | None:
+def _identity(path: str | Path, wal_exists: bool = True, dir_fd: int | None = None) -> str | None:
     """The file's identity (inode, size, mtime of the file, and of its WAL while that holds
     frames), "racy" if it changed in the last 0.1 s, or None if it is gone. An empty or missing
     WAL counts alike: readers open and close one without changing anything. (`wal_exists`
-    False: a directory listing just showed there is none, so it is not looked for.)"""
+    False: a directory listing just showed there is none, so it is not looked for; `dir_fd`:
+    `path` is a name in that open directory.)"""
     try:
-        main = os.stat(path)
+        main = os.stat(path, dir_fd=dir_fd)
     except FileNotFoundError:
         return None
     wal_part, newest = "-", main.st_mtime_ns
     if wal_exists:
         try:
-            wal = os.stat(f"{path}-wal")
+            wal = os.stat(f"{path}-wal", dir_fd=dir_fd)
             if wal.st_size:
                 wal_part, newest = f"{wal.st_size}:{wal.st_mtime_ns}", max(newest, wal.st_mtime_ns)
         except FileNotFoundError:
@@ -274,6 +275,16 @@ def _cannot_write(path: Path, error: OSError) -> DatabaseError:
     return DatabaseError(f"Cannot write {path}: {error.strerror or error}; {advice}.")
 
 
+def _make_draft(draft: Path, fields: tuple) -> str:
+    """Write a new experiment's file to `draft` and return its identity. Its mtime is set back
+    by twice the racy interval: the identity is then trusted at once, while any later write
+    (which stamps the time of writing) still changes it."""
+    write_new_project(draft, *fields)
+    past_ns = time.time_ns() - 2 * _RACY_NS
+    os.utime(draft, ns=(past_ns, past_ns))
+    return _identity(draft, wal_exists=False)
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -341,28 +352,34 @@ class Catalog:
             self._forget(path)
             self._index.write(*self._forget_rows([path.name]))
             return None
+        self._record(path.name, identity, experiment, problem)
+        if problem:
+            if strict:
+                raise DatabaseError(problem)
+            self._warn_skipping(path, problem)
+        return experiment
+
+    def _record(
+        self, name: str, identity: str, experiment: ExperimentRow | None, problem: str | None
+    ) -> None:
+        """Record what a file held when it had `identity`."""
         # A "racy" identity is recorded too: it never matches, so the file is read again.
         columns = (None,) * 5 if experiment is None else (
             experiment.experiment_id, experiment.name, experiment.lifecycle_stage,
             experiment.creation_time, experiment.last_update_time,
         )
         self._index.write(
-            ("DELETE FROM experiment_tags WHERE name = ?", [(path.name,)]),
+            ("DELETE FROM experiment_tags WHERE name = ?", [(name,)]),
             (
                 "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [(path.name, identity, experiment and _experiment_json(experiment), problem,
+                [(name, identity, experiment and _experiment_json(experiment), problem,
                   *columns)],
             ),
             (
                 "INSERT INTO experiment_tags VALUES (?, ?, ?)",
-                [(path.name, *tag) for tag in (experiment.tags.items() if experiment else ())],
+                [(name, *tag) for tag in (experiment.tags.items() if experiment else ())],
             ),
         )
-        if problem:
-            if strict:
-                raise DatabaseError(problem)
-            self._warn_skipping(path, problem)
-        return experiment
 
     def _current(
         self, name: str, identity: str, experiment: str | None, problem: str | None,
@@ -399,17 +416,23 @@ class Catalog:
                     "SELECT name, identity, problem FROM files"
                 )
             }
-            listing = os.listdir(self.data_dir)
-            wals = {n for n in listing if n.endswith(".db-wal")}
-            names = [n for n in listing if n.endswith(".db") and n[0] != "."]
-            directory = str(self.data_dir)
-            for name in names:
-                identity, problem = recorded.get(name, ("", None))
-                now = _identity(os.path.join(directory, name), f"{name}-wal" in wals)
-                if now is None or now == "racy" or now != identity:
-                    self._read(self.data_dir / name, now)
-                elif problem:
-                    self._warn_skipping(self.data_dir / name, problem)
+            directory = os.open(self.data_dir, os.O_RDONLY | os.O_DIRECTORY)
+            try:  # names stat'ed in the open directory: no path to resolve for each
+                listing = os.listdir(directory)
+                wals = {n for n in listing if n.endswith(".db-wal")}
+                names = [n for n in listing if n.endswith(".db") and n[0] != "."]
+                changed = []
+                for name in names:
+                    identity, problem = recorded.get(name, ("", None))
+                    now = _identity(name, f"{name}-wal" in wals, directory)
+                    if now is None or now == "racy" or now != identity:
+                        changed.append((name, now))
+                    elif problem:
+                        self._warn_skipping(self.data_dir / name, problem)
+            finally:
+                os.close(directory)
+            for name, now in changed:
+                self._read(self.data_dir / name, now)
             self._index.write(*self._forget_rows(list(set(recorded) - set(names))))
             if self._index.failed_writes == failed_writes:
                 return
@@ -576,6 +599,7 @@ class Catalog:
             else _dashboard.default_artifact_location(path)
         )
         fields = (experiment_id, name, location, created_ms, tags)
+        made = None  # the identity of the file as this call wrote it
         try:
             if path.exists():  # a plain Trackio project of this very name: adopt it in place
                 self.db(path).create_experiment(*fields)
@@ -585,7 +609,7 @@ class Catalog:
                 self._remove_dead_drafts()
                 draft = path.with_name(f".{path.name}.{os.getpid()}.{_host()}.draft")
                 try:
-                    write_new_project(draft, *fields)
+                    made = _make_draft(draft, fields)
                     os.replace(draft, path)
                 except BaseException:  # e.g. a full disk: leave nothing behind
                     for leftover in (draft, Path(f"{draft}-wal"), Path(f"{draft}-shm")):
@@ -593,7 +617,13 @@ class Catalog:
                     raise
         except OSError as e:
             raise _cannot_write(path, e) from e
-        self.refresh(path)
+        if made is not None and _identity(path) == made:  # as written: no need to read it back
+            experiment = ExperimentRow(
+                experiment_id, name, location, "active", created_ms, created_ms, tags
+            )
+            self._record(path.name, made, experiment, None)
+        else:
+            self.refresh(path)
 
     def _remove_dead_drafts(self) -> None:
         """Delete the drafts of processes killed while creating an experiment (a draft is
