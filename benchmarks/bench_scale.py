@@ -161,14 +161,15 @@ def bench_points(args, tmp, clients) -> dict:
     from mlflow.tracking._tracking_service.utils import _get_store
 
     store = _get_store(clients["trackio"].tracking_uri)
-    page = {}
-    for label, run_id in (("big", big["trackio"]), ("small", small)):
-        times = []
-        for _ in range(7):
+    page: dict[str, list[float]] = {"big": [], "small": []}
+    runs = [("big", big["trackio"]), ("small", small)]
+    for round_no in range(args.rounds + 1):  # interleaved, in random order; the first warms up
+        rng.shuffle(runs)
+        for label, run_id in runs:
             started = time.perf_counter()
             store.get_metric_history(run_id, "loss", max_results=BATCH)
-            times.append(time.perf_counter() - started)
-        page[label] = times
+            if round_no:
+                page[label].append(time.perf_counter() - started)
     ratio = median_ms(page["big"]) / median_ms(page["small"])
     print(f"  get_metric_history, first page of {BATCH:,}: big run {spread(page['big'])} ms, "
           f"1,000-point run {spread(page['small'])} ms: {ratio:.2f}x "
