@@ -2,6 +2,7 @@
 and never trusting it over the files (deleted, damaged, or behind another process's writes)."""
 
 import os
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -133,3 +134,65 @@ def test_a_read_only_index_still_answers(populated, store_uri, data_dir):
         assert out == ["run-4"]
     finally:
         os.chmod(data_dir / INDEX_FILE, 0o644)
+
+
+TRACKIO_ON_A_NEW_FILE = """
+import sys
+import trackio
+from trackio.sqlite_storage import SQLiteStorage
+
+trackio.init(project=sys.argv[1], name="from-trackio", auto_log_cpu=False, auto_log_gpu=False)
+trackio.log({"acc": 0.5})
+trackio.log({"acc": 0.75})
+trackio.finish()
+print(sorted(SQLiteStorage.get_projects()), SQLiteStorage.get_runs(sys.argv[1]),
+      [row["acc"] for row in SQLiteStorage.get_logs(sys.argv[1], "from-trackio")])
+"""
+
+
+def _schema_and_content(path):
+    conn = sqlite3.connect(path)
+    try:
+        pragmas = {
+            name: conn.execute(f"PRAGMA {name}").fetchone()[0]
+            for name in ("page_size", "journal_mode", "user_version", "auto_vacuum", "encoding",
+                         "application_id", "integrity_check")
+        }
+        schema = sorted(conn.execute("SELECT type, name, tbl_name, sql FROM sqlite_master"))
+        content = {
+            table: sorted(conn.execute(f"SELECT * FROM {table}"))
+            for table in ("mlflow_experiment", "mlflow_experiment_tags", "project_metadata")
+        }
+        content["migrations"] = sorted(conn.execute("SELECT name FROM mytracker_migrations"))
+        return pragmas, schema, content
+    finally:
+        conn.close()
+
+
+def test_a_new_experiment_file_is_what_the_step_by_step_way_makes(data_dir, store_uri, tmp_path):
+    """`create_experiment` writes a copy of a schema made once per process (`write_new_project`);
+    the file as placed must be the one made statement by statement, and Trackio's own API must
+    read and write it."""
+    from mytracker.store._db import ProjectDB, write_new_project
+
+    fields = ("7", "made-fast", "/artifacts/7", 1_700_000_000_000, {"team": "a"})
+    write_new_project(tmp_path / "fast.db", *fields)
+    header = (tmp_path / "fast.db").read_bytes()[:100]  # before any connection could change it
+    slow = ProjectDB(tmp_path / "slow.db", create=True)
+    slow.create_experiment(*fields)
+    slow.close()
+    # 8 KiB pages and WAL (read/write versions 2), as the step-by-step file's header says:
+    assert header[16:20] == (tmp_path / "slow.db").read_bytes()[16:20] == b"\x20\x00\x02\x02"
+    assert _schema_and_content(tmp_path / "fast.db") == _schema_and_content(tmp_path / "slow.db")
+
+    client = MlflowClient(tracking_uri=store_uri)
+    experiment_id = client.create_experiment("made-fast", tags={"team": "a"})
+    out = subprocess.run(
+        [sys.executable, "-c", TRACKIO_ON_A_NEW_FILE, "made-fast"],
+        env={**os.environ, "TRACKIO_DIR": str(data_dir)}, capture_output=True, text=True,
+        timeout=180,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "['made-fast'] ['from-trackio'] [0.5, 0.75]"
+    runs = client.search_runs([experiment_id])
+    assert [(r.info.run_name, r.data.metrics) for r in runs] == [("from-trackio", {"acc": 0.75})]

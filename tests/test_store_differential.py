@@ -262,6 +262,15 @@ def scenario(uri):
     for f, o in [
         ("name = 'alpha'", None), ("name LIKE '%a%'", ["name"]), ("tags.team = 'b'", None),
         ("name ILIKE 'ALP%'", None), (None, ["name DESC"]), (None, ["experiment_id"]),
+        # Filters the directory index answers in SQL, alone and with what it leaves to MLflow:
+        ("name != 'alpha'", ["name"]), ("name LIKE 'ALP%'", None), ("name LIKE 'a_pha'", None),
+        ("name ILIKE '%MM%'", ["name DESC"]), ("tags.team != 'b'", ["name"]),
+        ("tags.team LIKE 'g%'", None), ("tags.team ILIKE 'A'", None),
+        ("tags.team IS NULL", ["name"]), ("tags.team IS NOT NULL", ["last_update_time"]),
+        ("creation_time > 0 AND name LIKE '%a'", ["creation_time DESC"]),
+        ("last_update_time < 0", None), ("creation_time >= 0 AND tags.nope = 'x'", None),
+        ("name LIKE '%a%' AND attributes.experiment_id != '0'", ["experiment_id DESC"]),
+        ("name > 'a'", None), ("creation_time > 'soon'", None), ("tags.team > 'a'", None),
     ]:
         r.call(f"search exps {f} {o}", c.search_experiments, ViewType.ALL, filter_string=f,
                order_by=o)
@@ -274,6 +283,15 @@ def scenario(uri):
         if not token:
             break
     r.log.append(("paged experiments", pages))
+    pages, token = [], None
+    while True:  # a filtered search, paged, in the default order
+        page = c.search_experiments(ViewType.ALL, max_results=1, page_token=token,
+                                    filter_string="name LIKE '%a%' AND tags.team != 'x'")
+        pages.append([e.name for e in page])
+        token = page.token
+        if not token:
+            break
+    r.log.append(("paged filtered experiments", pages))
     return r.log
 
 

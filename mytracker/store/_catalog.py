@@ -29,9 +29,10 @@ import sqlite3
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
+from typing import Any
 
 import orjson  # a dependency of Trackio's
 
@@ -42,6 +43,7 @@ from mytracker.store._db import (
     ProjectDB,
     file_lock,
     share_with_group,
+    write_new_project,
 )
 from mytracker.store._trackio import is_native_experiment_id, project_stem
 
@@ -56,32 +58,42 @@ CREATE TABLE IF NOT EXISTS files (
     identity TEXT NOT NULL,    -- `_identity` of the file when `experiment` was read
     experiment TEXT,           -- its ExperimentRow as JSON; NULL: no experiment in it
     problem TEXT,              -- why the file cannot be used, if it cannot
+    -- the experiment's fields that searches filter on, copied from `experiment`:
     experiment_id TEXT,
-    experiment_name TEXT
+    experiment_name TEXT,
+    lifecycle_stage TEXT,
+    creation_time INTEGER,
+    last_update_time INTEGER
 );
 CREATE INDEX IF NOT EXISTS files_experiment_id ON files(experiment_id);
 CREATE INDEX IF NOT EXISTS files_experiment_name ON files(experiment_name);
+CREATE TABLE IF NOT EXISTS experiment_tags (  -- the tags in `files.experiment`, to filter on
+    name TEXT NOT NULL, key TEXT NOT NULL, value TEXT, PRIMARY KEY (name, key)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS ids (id TEXT PRIMARY KEY, name TEXT NOT NULL);  -- runs and models
 CREATE TABLE IF NOT EXISTS ids_read (name TEXT PRIMARY KEY, identity TEXT NOT NULL);
 """
 # What the index records of a file changed with: 2 reads Trackio's own projects and run ids
-# (see `_native`), which version 1 (user_version 0) recorded as holding nothing.
-_INDEX_VERSION = 2
+# (see `_native`), which version 1 (user_version 0) recorded as holding nothing; 3 adds the
+# columns and tags that searches filter on.
+_INDEX_VERSION = 3
+_RECORDED_TABLES = ("files", "experiment_tags", "ids_read")  # dropped for another version
 
 
-def _identity(path: str | Path, wal_exists: bool = True) -> str | None:
+def _identity(path: str | Path, wal_exists: bool = True, dir_fd: int | None = None) -> str | None:
     """The file's identity (inode, size, mtime of the file, and of its WAL while that holds
     frames), "racy" if it changed in the last 0.1 s, or None if it is gone. An empty or missing
     WAL counts alike: readers open and close one without changing anything. (`wal_exists`
-    False: a directory listing just showed there is none, so it is not looked for.)"""
+    False: a directory listing just showed there is none, so it is not looked for; `dir_fd`:
+    `path` is a name in that open directory.)"""
     try:
-        main = os.stat(path)
+        main = os.stat(path, dir_fd=dir_fd)
     except FileNotFoundError:
         return None
     wal_part, newest = "-", main.st_mtime_ns
     if wal_exists:
         try:
-            wal = os.stat(f"{path}-wal")
+            wal = os.stat(f"{path}-wal", dir_fd=dir_fd)
             if wal.st_size:
                 wal_part, newest = f"{wal.st_size}:{wal.st_mtime_ns}", max(newest, wal.st_mtime_ns)
         except FileNotFoundError:
@@ -99,10 +111,15 @@ class _Index:
         self._lock = threading.RLock()
         self._conn: sqlite3.Connection | None = None
         self._pid = os.getpid()
+        self._in_memory = False
+        self.failed_writes = 0  # a reader that wrote during a pass checks this did not change
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None or self._pid != os.getpid():
             self._pid = os.getpid()
+            if self._in_memory:
+                self._conn = self._open(":memory:")
+                return self._conn
             try:
                 self._conn = self._open(str(self.path))
             except sqlite3.DatabaseError:  # damaged: it is only a cache
@@ -114,6 +131,7 @@ class _Index:
                 try:
                     self._conn = self._open(str(self.path))
                 except sqlite3.DatabaseError:  # e.g. a read-only directory: this process only
+                    self._in_memory = True
                     self._conn = self._open(":memory:")
         return self._conn
 
@@ -125,21 +143,25 @@ class _Index:
             share_with_group(target)
         try:
             conn.execute("PRAGMA journal_mode = WAL")
-            conn.executescript(_INDEX_SCHEMA)
-            conn.execute("SELECT count(*) FROM files").fetchone()
+            # A cache checked against the files' identities: losing its last commits in a power
+            # cut only makes the next call read those files again.
+            conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute("PRAGMA case_sensitive_like = true")  # as MLflow's SQLite store
             if conn.execute("PRAGMA user_version").fetchone()[0] != _INDEX_VERSION:
                 # Recorded by another version: every file is read again (ids are only hints).
-                conn.execute("BEGIN IMMEDIATE")
-                conn.execute("DELETE FROM files")
-                conn.execute("DELETE FROM ids_read")
-                conn.execute(f"PRAGMA user_version = {_INDEX_VERSION}")
-                conn.execute("COMMIT")
+                drops = "".join(f"DROP TABLE IF EXISTS {table};" for table in _RECORDED_TABLES)
+                conn.executescript(
+                    f"BEGIN IMMEDIATE;{drops}{_INDEX_SCHEMA}"
+                    f"PRAGMA user_version = {_INDEX_VERSION}; COMMIT;"
+                )
+            conn.executescript(_INDEX_SCHEMA)
+            conn.execute("SELECT count(*) FROM files").fetchone()
         except BaseException:
             conn.close()
             raise
         return conn
 
-    def query(self, sql: str, args: tuple = ()) -> list[tuple]:
+    def query(self, sql: str, args: tuple | list = ()) -> list[tuple]:
         with self._lock:
             try:
                 return self._connection().execute(sql, args).fetchall()
@@ -147,21 +169,85 @@ class _Index:
                 self._conn = None  # damaged under us: rebuilt on the next call
                 return []
 
-    def write(self, sql: str, rows: list[tuple]) -> None:
-        if not rows:
+    def write(self, *statements: tuple[str, list[tuple]]) -> None:
+        """Run each (sql, rows) with `executemany`, all in one transaction. If that fails, this
+        process goes on with an index in memory (rebuilt from the files): an index it cannot
+        write could otherwise keep rows of files that changed."""
+        if not any(rows for _, rows in statements):
             return
         with self._lock:
             try:
                 conn = self._connection()
                 conn.execute("BEGIN IMMEDIATE")
                 try:
-                    conn.executemany(sql, rows)
+                    for sql, rows in statements:
+                        conn.executemany(sql, rows)
                     conn.execute("COMMIT")
                 except BaseException:
                     conn.execute("ROLLBACK")
                     raise
-            except sqlite3.DatabaseError:
-                self._conn = None  # a cache that cannot be written is only slower
+            except sqlite3.DatabaseError as e:
+                _logger.warning("Using an in-memory directory index: cannot write %s (%s)",
+                                self.path, e)
+                self.failed_writes += 1
+                self._in_memory, self._conn = True, None
+
+
+_SQL_COMPARATORS = {"=", "!=", "<", "<=", ">", ">="}
+_TIME_COLUMNS = {"creation_time", "last_update_time"}
+
+
+def experiment_filter_sql(parsed_filter: list[dict]) -> tuple[str, list]:
+    """SQL over the index's `files` rows for the clauses of a parsed MLflow experiment filter
+    (`SearchExperimentsUtils.parse_search_filter`) that it can answer as MLflow's SQLite store
+    does: the name (=, !=, LIKE, ILIKE), creation and last update times, and tags. Other
+    clauses are left out, so the rows it selects are a superset: the caller still applies the
+    whole filter to them.
+
+    >>> experiment_filter_sql([{"type": "attribute", "key": "name", "comparator": "LIKE",
+    ...                         "value": "exp-%"}])
+    ('experiment_name LIKE ?', ['exp-%'])
+    """
+    clauses, args = [], []
+    for clause in parsed_filter:
+        kind, key, value = clause["type"], clause["key"], clause["value"]
+        comparator = clause["comparator"].upper()
+        if kind == "attribute" and key == "name" and isinstance(value, str):
+            sql = _compare("experiment_name", comparator)
+        elif kind == "attribute" and key in _TIME_COLUMNS and comparator in _SQL_COMPARATORS:
+            try:
+                value = float(value)
+            except (TypeError, ValueError):
+                continue  # the caller's filter raises MLflow's error for it
+            sql = f"{key} {comparator} ?"
+        elif kind == "tag" and comparator in ("IS NULL", "IS NOT NULL"):
+            negation = "NOT " if comparator == "IS NULL" else ""
+            clauses.append(f"{negation}EXISTS (SELECT 1 FROM experiment_tags t "
+                           "WHERE t.name = files.name AND t.key = ?)")
+            args.append(key)
+            continue
+        elif kind == "tag" and isinstance(value, str):
+            sql = _compare("t.value", comparator)
+            sql = sql and ("EXISTS (SELECT 1 FROM experiment_tags t "
+                           f"WHERE t.name = files.name AND t.key = ? AND {sql})")
+            if sql:
+                args.append(key)
+        else:
+            continue
+        if sql:
+            clauses.append(sql)
+            args.append(value)
+    return " AND ".join(clauses), args
+
+
+def _compare(column: str, comparator: str) -> str | None:
+    """A string comparison as MLflow's SQLite store makes it (LIKE case-sensitive, ILIKE
+    lower-casing both sides), or None for a comparator it does not take."""
+    if comparator in ("=", "!=", "LIKE"):
+        return f"{column} {comparator} ?"
+    if comparator == "ILIKE":
+        return f"lower({column}) LIKE lower(?)"
+    return None
 
 
 def _experiment_json(experiment: ExperimentRow) -> str:
@@ -191,6 +277,17 @@ def _cannot_write(path: Path, error: OSError) -> DatabaseError:
     else:
         advice = "nothing was written"
     return DatabaseError(f"Cannot write {path}: {error.strerror or error}; {advice}.")
+
+
+def _make_draft(draft: Path, fields: tuple) -> str:
+    """Write a new experiment's file to `draft` and return its identity. Its mtime is set back
+    by twice the racy interval: the identity is then trusted at once, while any later write
+    (which stamps the time of writing) still changes it."""
+    write_new_project(draft, *fields)
+    past_ns = time.time_ns() - 2 * _RACY_NS
+    os.utime(draft, ns=(past_ns, past_ns))
+    return _identity(draft, wal_exists=False)
+
 
 
 def _occupied(path: Path) -> bool:
@@ -295,21 +392,36 @@ class Catalog:
                 problem = str(e)
         if identity is None:  # gone: forget it, and any connection still open to it
             self._forget(path)
-            self._index.write("DELETE FROM files WHERE name = ?", [(path.name,)])
+            self._index.write(*self._forget_rows([path.name]))
             return None
-        # A "racy" identity is recorded too: it never matches, so the file is read again.
-        self._index.write(
-            "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?)",
-            [(
-                path.name, identity, experiment and _experiment_json(experiment), problem,
-                experiment and experiment.experiment_id, experiment and experiment.name,
-            )],
-        )
+        self._record(path.name, identity, experiment, problem)
         if problem:
             if strict:
                 raise DatabaseError(problem)
             self._warn_skipping(path, problem)
         return experiment
+
+    def _record(
+        self, name: str, identity: str, experiment: ExperimentRow | None, problem: str | None
+    ) -> None:
+        """Record what a file held when it had `identity`."""
+        # A "racy" identity is recorded too: it never matches, so the file is read again.
+        columns = (None,) * 5 if experiment is None else (
+            experiment.experiment_id, experiment.name, experiment.lifecycle_stage,
+            experiment.creation_time, experiment.last_update_time,
+        )
+        self._index.write(
+            ("DELETE FROM experiment_tags WHERE name = ?", [(name,)]),
+            (
+                "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(name, identity, experiment and _experiment_json(experiment), problem,
+                  *columns)],
+            ),
+            (
+                "INSERT INTO experiment_tags VALUES (?, ?, ?)",
+                [(name, *tag) for tag in (experiment.tags.items() if experiment else ())],
+            ),
+        )
 
     def _current(
         self, name: str, identity: str, experiment: str | None, problem: str | None,
@@ -326,43 +438,82 @@ class Catalog:
             self._warn_skipping(path, problem)
         return None if experiment is None else _experiment_from_json(experiment)
 
-    def _sync(self) -> list[tuple[str, str | None]]:
+    @staticmethod
+    def _forget_rows(names: list[str]) -> tuple[tuple[str, list[tuple]], ...]:
+        rows = [(name,) for name in names]
+        return (
+            ("DELETE FROM files WHERE name = ?", rows),
+            ("DELETE FROM experiment_tags WHERE name = ?", rows),
+        )
+
+    def _sync(self) -> None:
         """Bring the index up to date with the directory: `stat` every project file and read
-        again only those that changed. Returns (file name, experiment JSON or None) per file,
-        in name order; damaged files warn (once each) and hold None."""
-        recorded = {
-            name: (identity, experiment, problem)
-            for name, identity, experiment, problem in self._index.query(
-                "SELECT name, identity, experiment, problem FROM files"
-            )
-        }
-        listing = os.listdir(self.data_dir)
-        wals = {n for n in listing if n.endswith(".db-wal")}
-        names = sorted(n for n in listing if n.endswith(".db") and n[0] != ".")
-        directory = str(self.data_dir)
-        found = []
-        for name in names:
-            identity, experiment, problem = recorded.get(name, ("", None, None))
-            now = _identity(os.path.join(directory, name), f"{name}-wal" in wals)
-            if now is None or now == "racy" or now != identity:
-                current = self._read(self.data_dir / name, now)
-                experiment = None if current is None else _experiment_json(current)
-            elif problem:
-                self._warn_skipping(self.data_dir / name, problem)
-            found.append((name, experiment))
-        gone = set(recorded) - set(names)
-        self._index.write("DELETE FROM files WHERE name = ?", [(name,) for name in gone])
-        return found
+        again only those that changed; damaged files warn (once each). Afterwards the index's
+        rows are what the files held during this call."""
+        for _ in range(2):  # again if the index could not be written: now in memory
+            failed_writes = self._index.failed_writes
+            recorded = {
+                name: (identity, problem)
+                for name, identity, problem in self._index.query(
+                    "SELECT name, identity, problem FROM files"
+                )
+            }
+            directory = os.open(self.data_dir, os.O_RDONLY | os.O_DIRECTORY)
+            try:  # names stat'ed in the open directory: no path to resolve for each
+                listing = os.listdir(directory)
+                wals = {n for n in listing if n.endswith(".db-wal")}
+                names = [n for n in listing if n.endswith(".db") and n[0] != "."]
+                changed = []
+                for name in names:
+                    identity, problem = recorded.get(name, ("", None))
+                    now = _identity(name, f"{name}-wal" in wals, directory)
+                    if now is None or now == "racy" or now != identity:
+                        changed.append((name, now))
+                    elif problem:
+                        self._warn_skipping(self.data_dir / name, problem)
+            finally:
+                os.close(directory)
+            for name, now in changed:
+                self._read(self.data_dir / name, now)
+            self._index.write(*self._forget_rows(list(set(recorded) - set(names))))
+            if self._index.failed_writes == failed_writes:
+                return
 
     def experiments(self) -> list[tuple[Path, ExperimentRow]]:
         """Every experiment of the directory with its file, in file-name order; damaged files are
         skipped (with one warning each) so the others still list. Only files that changed since
         the index last read them are opened."""
+        return self.search_experiments()
+
+    def search_experiments(
+        self, where: str = "", args: Sequence[Any] = ()
+    ) -> list[tuple[Path, ExperimentRow]]:
+        """The experiments whose index row matches `where` (SQL over the columns of `files`;
+        `experiment_tags` by file `name`), in file-name order, after bringing the index up to
+        date: only the matching rows' experiments are decoded.
+
+        >>> catalog.search_experiments("experiment_name LIKE ?", ["exp-%"])  # doctest: +SKIP
+        """
+        self._sync()
         return [
             (self.data_dir / name, _experiment_from_json(experiment))
-            for name, experiment in self._sync()
-            if experiment is not None
+            for name, experiment in self._index.query(
+                "SELECT name, experiment FROM files WHERE experiment IS NOT NULL"
+                f"{f' AND ({where})' if where else ''} ORDER BY name",
+                tuple(args),
+            )
         ]
+
+    def first_creation_ms(self, synced: bool = False) -> int | None:
+        """The earliest creation time among the directory's experiments (0 for one without),
+        or None if there are none (`synced`: as `experiment_ids`)."""
+        if not synced:
+            self._sync()
+        rows = self._index.query(
+            "SELECT min(coalesce(nullif(creation_time, 0), 1) - 1) FROM files "
+            "WHERE experiment IS NOT NULL"
+        )
+        return None if not rows or rows[0][0] is None else rows[0][0] + 1
 
     def experiment_ids(self, synced: bool = False) -> list[int]:
         """The ids of every readable experiment of the directory (`synced`: as the directory
@@ -509,45 +660,49 @@ class Catalog:
                 else _dashboard.default_artifact_location(path)
             )
             fields = (experiment_id, name, location, created_ms, tags)
+            made = None  # the identity of the file as this call wrote it
             try:
                 with _native.trackio_lock(path):
                     if not _occupied(path):
-                        placed = self._place_new_file(path, fields)
+                        made = self._place_new_file(path, fields)
+                        if made is None:  # a file appeared there meanwhile
+                            continue
                     elif self._adoptable(path, name):
                         self.db(path).create_experiment(*fields)
-                        placed = True
                     else:
-                        placed = False
+                        continue
             except OSError as e:
                 raise _cannot_write(path, e) from e
-            if placed:
+            if made is not None and _identity(path) == made:  # as written: no need to read it
+                experiment = ExperimentRow(
+                    experiment_id, name, location, "active", created_ms, created_ms, tags
+                )
+                self._record(path.name, made, experiment, None)
+            else:
                 self.refresh(path)
-                return
+            return
 
-    def _place_new_file(self, path: Path, fields: tuple) -> bool:
+    def _place_new_file(self, path: Path, fields: tuple) -> str | None:
         """Make the experiment's file whole under a name no reader lists, then link it into
-        place; False (and nothing left behind) if a file appeared at `path` meanwhile."""
+        place and return its identity; None (and nothing left behind) if a file appeared at
+        `path` meanwhile."""
         draft = path.with_name(f".{path.name}.{os.getpid()}.{_host()}.draft")
         try:
-            draft_db = ProjectDB(draft, create=True)
+            made = _make_draft(draft, fields)
             share_with_group(draft)  # the project's -wal and -shm are made with its mode
-            try:
-                draft_db.create_experiment(*fields)
-            finally:
-                draft_db.close()  # the last connection: its WAL is folded into the file
             try:
                 os.link(draft, path)  # never replaces a file someone may have open
             except FileExistsError:
-                return False
+                return None
             except OSError as e:
                 if e.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK):
                     raise
                 # A file system without hard links: still under Trackio's lock, looked at
                 # just now, so only a program that takes neither lock could get in between.
                 if _occupied(path):
-                    return False
+                    return None
                 os.rename(draft, path)
-            return True
+            return made
         finally:  # e.g. a full disk: leave nothing behind
             for leftover in (draft, Path(f"{draft}-wal"), Path(f"{draft}-shm")):
                 leftover.unlink(missing_ok=True)
@@ -577,7 +732,7 @@ class Catalog:
 
     def remember_run(self, run_id: str, path: Path) -> None:
         self._found[run_id] = path
-        self._index.write("INSERT OR REPLACE INTO ids VALUES (?, ?)", [(run_id, path.name)])
+        self._index.write(("INSERT OR REPLACE INTO ids VALUES (?, ?)", [(run_id, path.name)]))
 
     remember_model = remember_run
 
@@ -612,9 +767,9 @@ class Catalog:
             except (DatabaseError, FileNotFoundError):
                 continue
             self._index.write(
-                "INSERT OR REPLACE INTO ids VALUES (?, ?)", [(i, path.name) for i in ids]
+                ("INSERT OR REPLACE INTO ids VALUES (?, ?)", [(i, path.name) for i in ids]),
+                (
+                    "INSERT OR REPLACE INTO ids_read VALUES (?, ?)",
+                    [(path.name, identity)] if identity != "racy" else [],
+                ),
             )
-            if identity != "racy":
-                self._index.write(
-                    "INSERT OR REPLACE INTO ids_read VALUES (?, ?)", [(path.name, identity)]
-                )

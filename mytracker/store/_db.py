@@ -19,6 +19,7 @@ import os
 import shutil
 import sqlite3
 import stat
+import tempfile
 import threading
 import time
 import uuid
@@ -711,13 +712,64 @@ class ProjectDB:
         with self.write() as conn:
             if conn.execute("SELECT 1 FROM mlflow_experiment").fetchone():
                 raise DatabaseError(f"{self.path} already holds an experiment.")
-            conn.execute(
-                "INSERT INTO mlflow_experiment VALUES (?, ?, ?, 'active', ?, ?)",
-                (experiment_id, name, artifact_location, now_ms, now_ms),
-            )
-            conn.executemany("INSERT INTO mlflow_experiment_tags VALUES (?, ?)", tags.items())
-            _set_experiment_name_metadata(conn, name)
+            _insert_experiment(conn, experiment_id, name, artifact_location, now_ms, tags)
         self.adopted = True
+
+
+# --- a new project file -------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=1)
+def _empty_project_image() -> bytes:
+    """The bytes of an empty project file exactly as `ProjectDB(path, create=True)` and
+    `ensure_schema` make it (8 KiB pages, WAL, Trackio's schema and user_version, every
+    migration), made that way once per process in a temporary directory."""
+    with tempfile.TemporaryDirectory(prefix="mytracker-template-") as tmp:
+        path = Path(tmp) / "template.db"
+        db = ProjectDB(path, create=True)
+        try:
+            db.ensure_schema()
+        finally:
+            db.close()  # the last connection: the WAL is checkpointed into the file and removed
+        return path.read_bytes()
+
+
+# Bytes 18 and 19 of a SQLite file are its read/write format versions: 2 in WAL mode, 1 in the
+# rollback-journal mode an in-memory database needs (https://www.sqlite.org/fileformat.html).
+_FORMAT_VERSIONS = slice(18, 20)
+
+
+def write_new_project(
+    path: Path, experiment_id: str, name: str, artifact_location: str, now_ms: int, tags: dict
+) -> None:
+    """Write a complete project file holding a new experiment to `path`, which must not exist
+    (a draft no reader lists: the caller places it). The file is the empty project image with
+    the experiment's rows added in memory, written and fsynced in one go: about 1 ms, where
+    making the schema statement by statement on disk took about 8 ms.
+
+    >>> write_new_project(Path("/data/.exp.db.draft"), "1", "exp", "/data/exp", 0, {})  # doctest: +SKIP
+    """
+    image = bytearray(_empty_project_image())
+    image[_FORMAT_VERSIONS] = b"\x01\x01"
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+    try:
+        conn.deserialize(bytes(image))
+        conn.execute("BEGIN")
+        _insert_experiment(conn, experiment_id, name, artifact_location, now_ms, tags)
+        _migrations.stamp_applied_now(conn)
+        conn.execute("COMMIT")
+        image = bytearray(conn.serialize())
+    finally:
+        conn.close()
+    image[_FORMAT_VERSIONS] = b"\x02\x02"
+    # Whole on disk before the caller places it: a crash leaves at most an unplaced draft.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        with os.fdopen(fd, "wb", closefd=False) as out:
+            out.write(image)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 # --- experiment (inside a transaction) ----------------------------------------------------------
@@ -757,6 +809,18 @@ def update_experiment(conn: sqlite3.Connection, **fields: Any) -> None:
     conn.execute(f"UPDATE mlflow_experiment SET {assignments}", tuple(fields.values()))
     if "name" in fields:
         _set_experiment_name_metadata(conn, fields["name"])
+
+
+def _insert_experiment(
+    conn: sqlite3.Connection, experiment_id: str, name: str, artifact_location: str, now_ms: int,
+    tags: dict,
+) -> None:
+    conn.execute(
+        "INSERT INTO mlflow_experiment VALUES (?, ?, ?, 'active', ?, ?)",
+        (experiment_id, name, artifact_location, now_ms, now_ms),
+    )
+    conn.executemany("INSERT INTO mlflow_experiment_tags VALUES (?, ?)", tags.items())
+    _set_experiment_name_metadata(conn, name)
 
 
 def _set_experiment_name_metadata(conn: sqlite3.Connection, name: str) -> None:

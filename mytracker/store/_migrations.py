@@ -148,8 +148,18 @@ def apply(conn: sqlite3.Connection) -> None:
             conn.execute(statement)
         conn.execute(
             "INSERT INTO mytracker_migrations VALUES (?, ?)",
-            (name, datetime.now(timezone.utc).isoformat()),
+            (name, _now()),
         )
+
+
+def stamp_applied_now(conn: sqlite3.Connection) -> None:
+    """Record every migration as applied now: for a file copied from a template (see
+    `_db.write_new_project`), inside the caller's write transaction."""
+    conn.execute("UPDATE mytracker_migrations SET applied_at = ?", (_now(),))
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat()
 
 
 def _statements(script: str) -> list[str]:

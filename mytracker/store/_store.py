@@ -84,7 +84,12 @@ from mlflow.utils.validation import (
 )
 
 from mytracker.store import _dashboard, _db, _metrics, _native
-from mytracker.store._catalog import Catalog, process_alive, process_start
+from mytracker.store._catalog import (
+    Catalog,
+    experiment_filter_sql,
+    process_alive,
+    process_start,
+)
 from mytracker.store._db import DatabaseError, DatasetInputRow, ExperimentRow, ProjectDB, RunRecord
 from mytracker.store._queue import BatchQueue, QueuedBatch
 from mytracker.store._trackio import clamped, finite, project_stem
@@ -363,13 +368,13 @@ class TrackioStore(AbstractStore):
 
     # --- experiments ---------------------------------------------------------------------------
 
-    def _virtual_default(self, experiments: list[ExperimentRow] | None = None) -> ExperimentRow:
+    def _virtual_default(self, synced: bool = False) -> ExperimentRow:
         """Experiment "0" as it will be once its file exists. Like MLflow's, it is older than
-        every other experiment of the directory, whichever process asks."""
+        every other experiment of the directory, whichever process asks (`synced`: the catalog
+        has looked at the directory in this call)."""
         name = Experiment.DEFAULT_EXPERIMENT_NAME
-        if experiments is None:
-            experiments = [e for _, e in self._catalog.experiments()]
-        created_ms = min([self._opened_ms] + [(e.creation_time or 1) - 1 for e in experiments])
+        first_ms = self._catalog.first_creation_ms(synced)
+        created_ms = self._opened_ms if first_ms is None else min(self._opened_ms, first_ms - 1)
         location = (
             append_to_uri_path(self.artifact_uri, DEFAULT_EXPERIMENT_ID)
             if self.artifact_uri
@@ -491,9 +496,14 @@ class TrackioStore(AbstractStore):
     ):
         _validate_max_results(max_results)
         stages = set(LifecycleStage.view_type_to_stages(view_type))
-        found = [e for _, e in self._catalog.experiments()]
+        # The catalog's SQL narrows the rows (experiment "0" always comes, to tell whether its
+        # file exists yet); MLflow's own filter below still decides.
+        where, args = experiment_filter_sql(SearchExperimentsUtils.parse_search_filter(filter_string))
+        if where:
+            where, args = f"experiment_id = ? OR ({where})", [DEFAULT_EXPERIMENT_ID, *args]
+        found = [e for _, e in self._catalog.search_experiments(where, args)]
         if not any(e.experiment_id == DEFAULT_EXPERIMENT_ID for e in found):
-            found.append(self._virtual_default(found))
+            found.append(self._virtual_default(synced=True))
         # MLflow's filter and sort read the rows' attributes: entities are built for the page only.
         rows = SearchExperimentsUtils.filter(
             [e for e in found if e.lifecycle_stage in stages], filter_string
