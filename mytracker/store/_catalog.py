@@ -81,26 +81,31 @@ _RECORDED_TABLES = ("files", "experiment_tags", "ids_read")  # dropped for anoth
 
 
 def _identity(path: str | Path, wal_exists: bool = True, dir_fd: int | None = None) -> str | None:
-    """The file's identity (inode, size, mtime of the file, and of its WAL while that holds
-    frames), "racy" if it changed in the last 0.1 s, or None if it is gone. An empty or missing
-    WAL counts alike: readers open and close one without changing anything. (`wal_exists`
-    False: a directory listing just showed there is none, so it is not looked for; `dir_fd`:
-    `path` is a name in that open directory.)"""
+    """The file's identity, "racy" if it changed in the last 0.1 s, or None if it is gone.
+
+    While its WAL holds frames, every commit appends to the WAL (or rewrites it from the start),
+    so the file's inode and the WAL's size and mtime tell its content; the file's own mtime is
+    left out, as a checkpoint (which copies committed pages into it, changing nothing a reader
+    sees) moves it. Without a WAL, or with an empty one (readers open and close one without
+    changing anything), the file's inode, size and mtime. (`wal_exists` False: a directory
+    listing just showed there is none, so it is not looked for; `dir_fd`: `path` is a name in
+    that open directory.)"""
     try:
         main = os.stat(path, dir_fd=dir_fd)
     except FileNotFoundError:
         return None
-    wal_part, newest = "-", main.st_mtime_ns
+    changed, identity = main.st_mtime_ns, f"{main.st_ino}:{main.st_size}:{main.st_mtime_ns}"
     if wal_exists:
         try:
             wal = os.stat(f"{path}-wal", dir_fd=dir_fd)
             if wal.st_size:
-                wal_part, newest = f"{wal.st_size}:{wal.st_mtime_ns}", max(newest, wal.st_mtime_ns)
+                changed = wal.st_mtime_ns
+                identity = f"{main.st_ino}:wal:{wal.st_size}:{wal.st_mtime_ns}"
         except FileNotFoundError:
             pass
-    if time.time_ns() - newest < _RACY_NS:
+    if time.time_ns() - changed < _RACY_NS:
         return "racy"
-    return f"{main.st_ino}:{main.st_size}:{main.st_mtime_ns}:{wal_part}"
+    return identity
 
 
 class _Index:
