@@ -11,6 +11,7 @@ import warnings
 import mlflow
 import numpy as np
 import pytest
+import test_store_differential as differential
 from mlflow import MlflowClient
 from mlflow.entities import LoggedModelStatus, Metric
 from mlflow.exceptions import MlflowException
@@ -21,47 +22,24 @@ T0 = 1_700_000_000_000
 # --- differential: the LoggedModel methods answer as MLflow's SQLite store --------------------
 
 
-class Recorder:
-    def __init__(self, uri):
-        self.client = MlflowClient(tracking_uri=uri)
-        self.store = self.client._tracking_client.store
-        self.models: dict[str, int] = {}
-        self.runs: dict[str, int] = {}
-        self.log: list = []
+class Recorder(differential.Recorder):
+    """The differential suite's recorder, with the store itself at hand and experiment ids
+    kept as they are (this scenario compares them directly)."""
 
-    def call(self, label, fn, *args, **kwargs):
-        try:
-            result = fn(*args, **kwargs)
-        except MlflowException as e:
-            self.log.append((label, "error", e.error_code))
-            return None
-        self.log.append((label, self.normalize(result)))
-        return result
+    def __init__(self, uri):
+        super().__init__(uri)
+        self.store = self.client._tracking_client.store
 
     def mid(self, i):
         return next(m for m, n in self.models.items() if n == i)
 
     def normalize(self, obj):
         from mlflow.entities import LoggedModel
-        from mlflow.store.entities.paged_list import PagedList
 
-        if isinstance(obj, PagedList):
-            return [self.normalize(x) for x in obj], obj.token is not None
-        if isinstance(obj, list):
-            return [self.normalize(x) for x in obj]
-        if isinstance(obj, LoggedModel):
-            return (
-                self.models.get(obj.model_id, "?"), obj.experiment_id, obj.name,
-                obj.artifact_location.endswith(f"/models/{obj.model_id}/artifacts"),
-                obj.status, obj.model_type, self.runs.get(obj.source_run_id, obj.source_run_id),
-                obj.status_message, sorted(obj.tags.items()), sorted(obj.params.items()),
-                sorted(
-                    (m.key, m.value, m.timestamp, m.step, self.runs.get(m.run_id), m.dataset_name,
-                     m.dataset_digest, self.models.get(m.model_id))
-                    for m in obj.metrics or []
-                ),
-            )
-        return obj
+        normal = super().normalize(obj)
+        if isinstance(obj, LoggedModel):  # the scenario compares experiment ids as they are
+            return (normal[0], obj.experiment_id, *normal[2:])
+        return normal
 
 
 def model_scenario(uri):
@@ -452,3 +430,45 @@ def test_dataset_summaries_and_param_without_value_like_mlflow_sqlite(tmp_path):
         outcomes.append((summaries, errors, client.get_run(run.info.run_id).data.params))
     assert outcomes[0] == outcomes[1]
     assert len(outcomes[0][0]) == 3
+
+
+def test_listings_of_unsupported_areas_check_experiment_ids_like_mlflow_sqlite(tmp_path):
+    """Traces, scorers, issues, label schemas and review queues are not kept; listing them
+    answers (empty), or refuses the experiment id as MLflow's SQLite store does."""
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    from mytracker.store._store import TrackioStore
+
+    assert TrackioStore.DEFAULT_EXPERIMENT_ID == SqlAlchemyStore.DEFAULT_EXPERIMENT_ID == "0"
+    listings = [  # (method, takes a list of ids)
+        ("search_traces", True), ("search_datasets", True), ("list_scorers", False),
+        ("list_scorers_across_experiments", True), ("search_issues", False),
+        ("list_label_schemas", False), ("list_review_queues", False),
+    ]
+    outcomes = []
+    for uri in (f"sqlite:///{tmp_path}/mlflow.db", f"trackio://{tmp_path}/trackio"):
+        client = MlflowClient(tracking_uri=uri)
+        store = client._tracking_client.store
+        live = client.create_experiment("live")
+        gone = client.create_experiment("gone")
+        client.delete_experiment(gone)
+        answers = []
+        for name, takes_list in listings:
+            for label, experiment_id in (("live", live), ("default", "0"), ("deleted", gone),
+                                         ("missing", "999"), ("malformed", "abc")):
+                try:  # MLflow's store may answer defaults (a "Feedback" label schema)
+                    getattr(store, name)([experiment_id] if takes_list else experiment_id)
+                    answer = "answered"
+                except MlflowException as e:
+                    answer = e.error_code
+                answers.append((name, label, answer))
+        outcomes.append(answers)
+    expected, actual = outcomes
+    # MLflow's SQL store fails on a malformed trace-listing id inside int() (INTERNAL_ERROR, an
+    # HTTP 500); the Trackio store names the bad id as every other call does.
+    malformed_traces = ("search_traces", "malformed")
+    assert dict(((n, l), a) for n, l, a in expected)[malformed_traces] == "INTERNAL_ERROR"
+    assert dict(((n, l), a) for n, l, a in actual)[malformed_traces] == "INVALID_PARAMETER_VALUE"
+    assert [a for a in actual if a[:2] != malformed_traces] == [
+        a for a in expected if a[:2] != malformed_traces
+    ]
