@@ -94,7 +94,6 @@ _logger = logging.getLogger(__name__)
 
 DEFAULT_EXPERIMENT_ID = "0"
 _ARTIFACTS_FOLDER = "artifacts"
-_MODELS_FOLDER = "models"
 _DATASET_FIELDS = ("name", "digest", "source_type", "source", "schema", "profile")
 _STRING_ATTRIBUTES = {"run_id", "run_name", "status", "user_id", "artifact_uri", "lifecycle_stage"}
 # MLflow's own schema holds a run name in a VARCHAR(250) (`runs.name`); Trackio copies the name
@@ -1197,7 +1196,7 @@ class TrackioStore(AbstractStore):
             experiment_id=int(experiment.experiment_id),
             name=name or _generate_random_name(),
             artifact_location=append_to_uri_path(
-                experiment.artifact_location, _MODELS_FOLDER, model_id, _ARTIFACTS_FOLDER
+                experiment.artifact_location, _dashboard.MODELS_FOLDER, model_id, _ARTIFACTS_FOLDER
             ),
             creation_timestamp_ms=now,
             last_updated_timestamp_ms=now,
