@@ -368,6 +368,18 @@ def test_register_model_versions_and_aliases(tracking, data_dir, fitted):
     assert [(t["name"], str(t["version"])) for t in tag] == [("classifier", "2")]
 
 
+def test_prompt_registry_lives_in_the_same_registry(tracking, data_dir):
+    from mytracker.store import register
+
+    register()
+    mlflow.genai.register_prompt(name="greeting", template="Hello {{name}}!")
+    mlflow.genai.register_prompt(name="greeting", template="Hi {{name}}!")
+    assert mlflow.genai.load_prompt("prompts:/greeting/1").format(name="Ada") == "Hello Ada!"
+    assert mlflow.genai.load_prompt("prompts:/greeting/2").format(name="Ada") == "Hi Ada!"
+    assert [p.name for p in mlflow.genai.search_prompts()] == ["greeting"]
+    assert (data_dir / "mlflow-registry.sqlite").exists()
+
+
 def test_registry_entry_point_in_a_fresh_process(tmp_path):
     """An installed mytracker names its registry builder in the `mlflow.model_registry_store`
     entry points: a new process with nothing but MLFLOW_TRACKING_URI registers a model."""
