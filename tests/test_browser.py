@@ -2,7 +2,8 @@
 
 MLflow's UI is served by `mytracker server` (MLflow's own server on the Trackio store); Trackio's
 dashboard by `mytracker show`. Screenshots go to the test's tmp directory (printed), those of the
-MLflow UI page tour to `test-artifacts/mlflow-ui/` in the repository (gitignored; CI keeps it).
+MLflow UI page tour to `test-artifacts/mlflow-ui/` in the repository (gitignored; a CI job can
+keep that folder as its artifact).
 Needs Debian's `chromium` and `chromium-driver` and the `selenium` package; a missing browser
 fails the test with an install hint, it is never skipped.
 """
