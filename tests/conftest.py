@@ -52,6 +52,24 @@ def tracking(store_uri):
     mlflow.set_tracking_uri(None)
 
 
+@pytest.fixture
+def mlflow_warnings():
+    """What MLflow logs at WARNING or above during the test, as "logger: message" lines. MLflow's
+    logger has its own handler and does not propagate, so pytest's caplog never sees it."""
+    import logging
+
+    messages: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            messages.append(f"{record.name}: {record.getMessage()}")
+
+    handler = Collect(logging.WARNING)
+    logging.getLogger("mlflow").addHandler(handler)
+    yield messages
+    logging.getLogger("mlflow").removeHandler(handler)
+
+
 @pytest.fixture(autouse=True)
 def fresh_mlflow_state():
     """After every test, undo what `mytracker.autolog()`/`mytracker.init()` leave in MLflow's

@@ -1,7 +1,9 @@
 """Both UIs over one Trackio data directory, in a real headless Chromium.
 
 MLflow's UI is served by `mytracker server` (MLflow's own server on the Trackio store); Trackio's
-dashboard by `mytracker show`. Screenshots go to the test's tmp directory (printed on failure).
+dashboard by `mytracker show`. Screenshots go to the test's tmp directory (printed), those of the
+MLflow UI page tour to `test-artifacts/mlflow-ui/` in the repository (gitignored; a CI job can
+keep that folder as its artifact).
 Needs Debian's `chromium` and `chromium-driver` and the `selenium` package; a missing browser
 fails the test with an install hint, it is never skipped.
 """
@@ -12,6 +14,7 @@ import os
 import shutil
 import tempfile
 import time
+from pathlib import Path
 
 import mlflow
 import mytracker
@@ -50,7 +53,8 @@ def browser():
     options.binary_location = CHROMIUM
     for flag in CHROMIUM_FLAGS + [f"--user-data-dir={profile}"]:
         options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    # "performance" records every response the page receives (Network.responseReceived).
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
     driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
     try:
         yield driver
@@ -286,4 +290,180 @@ def test_the_dashboard_shows_mlflow_runs_as_a_person_expects(browser, tmp_path):
     finally:
         while mlflow.active_run():
             mlflow.end_run()
+        mlflow.set_tracking_uri(None)
+
+
+# --- issue #14: every MLflow UI page a tracking user visits, with models and the registry ------
+
+UI_SHOTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "mlflow-ui"
+
+
+@pytest.fixture(scope="module")
+def logged_models(tmp_path_factory):
+    """What a user logs on trackio:// before opening `mytracker server` on the same directory: a
+    run with params, metrics over steps and a text artifact; a scikit-learn model logged with
+    `mlflow.sklearn.log_model`, with a metric linked to it; the model registered with an alias."""
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+
+    from mytracker.store import register
+
+    register()  # from a source checkout; installed packages get the registry by entry point
+    data_dir = tmp_path_factory.mktemp("ui-models-data")
+    X = np.array([[0.0, 1.0], [1.0, 0.0], [0.5, 0.5], [1.0, 1.0], [0.0, 0.0], [0.2, 0.9]])
+    y = np.array([0, 1, 1, 1, 0, 0])
+    mlflow.set_tracking_uri(f"trackio://{data_dir}")
+    try:
+        experiment_id = mlflow.set_experiment("ui-models").experiment_id
+        with mlflow.start_run(run_name="ui-run") as run:
+            mlflow.log_params({"C": 0.5, "solver": "lbfgs"})
+            for step in range(5):
+                mlflow.log_metrics({"train_loss": 1 / (step + 1), "val_acc": 0.6 + step / 20},
+                                   step=step)
+            mlflow.log_text("hello from the run", "notes/readme.txt")
+            info = mlflow.sklearn.log_model(
+                LogisticRegression(C=0.5).fit(X, y), name="churn-classifier",
+                input_example=X[:2], pip_requirements=["scikit-learn"],
+            )
+            mlflow.log_metric("test_acc", 0.83, model_id=info.model_id)
+        version = mlflow.register_model(f"models:/{info.model_id}", "churn-registered")
+        mlflow.MlflowClient().set_registered_model_alias("churn-registered", "champion",
+                                                         version.version)
+    finally:
+        mlflow.set_tracking_uri(None)
+    return {"dir": data_dir, "experiment_id": experiment_id, "run": run, "model": info,
+            "version": str(version.version)}
+
+
+def responses(driver) -> list[tuple[int, str]]:
+    """(status, url) of every HTTP response the page received since the last call (Chromium's
+    performance log, drained by reading it)."""
+    import json
+
+    received = []
+    for entry in driver.get_log("performance"):
+        message = json.loads(entry["message"])["message"]
+        if message["method"] == "Network.responseReceived":
+            response = message["params"]["response"]
+            received.append((int(response["status"]), response["url"]))
+    return received
+
+
+def test_every_mlflow_ui_page_over_the_trackio_store(browser, logged_models, tmp_path):
+    """Each page a tracking user opens in MLflow's UI, served by `mytracker server`: it shows the
+    logged data, and no request the page makes answers 5xx. One model is logged on trackio://
+    (see `logged_models`), another by a remote client through the server's REST API."""
+    experiment_id, run = logged_models["experiment_id"], logged_models["run"]
+    run_id, model_id = run.info.run_id, logged_models["model"].model_id
+    version = logged_models["version"]
+    run_page = f"experiments/{experiment_id}/runs/{run_id}"
+    pages = [  # (screenshot name, route, what a person reads there)
+        ("01-experiments", "experiments", ["ui-models", "Default"]),
+        ("02-experiment-runs", f"experiments/{experiment_id}/runs", ["ui-run"]),
+        ("03-run", run_page, ["ui-run", "Parameters (2)", "solver", "lbfgs", "train_loss",
+                              "churn-classifier"]),
+        ("04-run-metric-charts", f"{run_page}/model-metrics", ["train_loss", "val_acc"]),
+        ("05-run-artifacts", f"{run_page}/artifacts", ["notes"]),
+        ("06-run-artifact-file", open_file("notes", "readme.txt"),
+         ["readme.txt", "hello from the run"]),
+        ("07-experiment-models", f"experiments/{experiment_id}/models",
+         ["churn-classifier", "ui-run"]),
+        ("08-logged-model", f"experiments/{experiment_id}/models/{model_id}",
+         ["churn-classifier", model_id, "test_acc", "0.83", "ui-run"]),
+        ("09-logged-model-artifacts", f"experiments/{experiment_id}/models/{model_id}/artifacts",
+         ["MLmodel", "model.skops", "requirements.txt"]),
+        ("10-registered-models", "models", ["churn-registered", f"Version {version}"]),
+        ("11-registered-model", "models/churn-registered",
+         ["churn-registered", f"Version {version}", "champion"]),
+        ("12-model-version", f"models/churn-registered/versions/{version}",
+         ["churn-registered", f"Version {version}", "champion"]),
+    ]
+    UI_SHOTS.mkdir(parents=True, exist_ok=True)
+    print(f"screenshots in {UI_SHOTS}")
+    failures, api_calls = [], 0
+    with mytracker_server(logged_models["dir"], workers=2, log_path=tmp_path / "server.log") as url:
+        remote = log_model_through_server(url)
+        pages.append((
+            "13-remote-logged-model",
+            f"experiments/{remote.experiment_id}/models/{remote.model_id}/artifacts",
+            ["remote-classifier", "MLmodel", "model.skops"],
+        ))
+        responses(browser)  # forget what earlier tests' pages received
+        for name, route, texts in pages:
+            if callable(route):
+                route(browser)  # a click on the page already open
+            else:
+                browser.get(f"{url}/#/{route}")
+            if name == "01-experiments":
+                show_model_training_view(browser)
+            try:
+                wait_for_text(browser, *texts)
+                if name == "04-run-metric-charts":
+                    wait_for_chart(browser, ".js-plotly-plot")
+                close_popups(browser)  # e.g. the registry's one-time "new UI" announcement
+                assert_no_error_banner(browser)
+            except AssertionError as error:
+                failures.append(f"{name}: {error}"[:1500])
+            time.sleep(1.0)  # the page's late requests (charts, counts) answer too
+            browser.save_screenshot(str(UI_SHOTS / f"{name}.png"))
+            received = responses(browser)
+            api_calls += sum("/ajax-api/" in address for _, address in received)
+            failures += [f"{name}: HTTP {status} for {address}"
+                         for status, address in received if status >= 500]
+    assert failures == [], "\n".join(failures)
+    assert api_calls > len(pages), "the network log saw no calls of MLflow's REST API"
+    server_log = (tmp_path / "server.log").read_text(errors="replace")
+    assert " 500 " not in server_log and "Traceback" not in server_log, server_log[-3000:]
+
+
+def open_file(*path: str):
+    """Click through the artifact tree to a file (the preview is not a route of its own)."""
+    def click(driver):
+        for name in path:
+            find_by_text(driver, name).click()
+    return click
+
+
+def find_by_text(driver, text: str, timeout: float = PAGE_TIMEOUT_S):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = [e for e in driver.find_elements("xpath", f"//*[normalize-space(text())='{text}']")
+                 if e.is_displayed()]
+        if found:
+            return found[0]
+        time.sleep(0.3)
+    raise AssertionError(f"nothing reading {text!r} on the page")
+
+
+def show_model_training_view(driver):
+    """What a tracking user picks once (MLflow keeps it in local storage): the "Model training"
+    side of the UI, and the assistant panel closed, so screenshots show the page itself."""
+    find_by_text(driver, "Model training").click()
+    close_popups(driver)
+
+
+def close_popups(driver):
+    for button in driver.find_elements("css selector", 'button[aria-label="Close"]'):
+        if button.is_displayed():
+            button.click()
+
+
+def log_model_through_server(url: str):
+    """A remote client's run and model (MLFLOW_TRACKING_URI=http://...): the artifacts travel
+    through the server's proxy; the model loads back through it."""
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+
+    X, y = np.array([[0.0], [1.0], [2.0], [3.0]]), np.array([0, 0, 1, 1])
+    mlflow.set_tracking_uri(url)
+    try:
+        mlflow.set_experiment("ui-remote")
+        with mlflow.start_run(run_name="remote-run"):
+            info = mlflow.sklearn.log_model(LogisticRegression().fit(X, y),
+                                            name="remote-classifier",
+                                            pip_requirements=["scikit-learn"])
+        loaded = mlflow.pyfunc.load_model(f"models:/{info.model_id}")
+        assert list(loaded.predict(X)) == [0, 0, 1, 1]
+        return mlflow.get_logged_model(info.model_id)
+    finally:
         mlflow.set_tracking_uri(None)

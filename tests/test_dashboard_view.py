@@ -215,3 +215,18 @@ def test_renaming_the_default_experiment_before_its_first_run(store_uri, data_di
     assert client.get_experiment("0").name == "renamed default"
     assert client.get_experiment_by_name("Default") is None
     assert [p.name for p in data_dir.glob("*.db")] == ["Default.db"]  # a rename keeps the file
+
+
+def test_logged_model_files_are_listed_in_the_files_view(home_tracking, unique_name, dashboard):
+    """`mlflow.sklearn.log_model` writes the model where Trackio's Files view looks: a person
+    finds MLmodel and the weights under `mlflow/models/<model id>/` (MLflow's own layout inside
+    the experiment's folder; beside the runs' `mlflow/<run name>/` folders)."""
+    mlflow.set_experiment(unique_name)
+    X, y = make_classification(n_samples=40, n_features=4, random_state=0)
+    with mlflow.start_run(run_name="fit") as run:
+        info = mlflow.sklearn.log_model(LogisticRegression().fit(X, y), name="clf",
+                                        pip_requirements=["scikit-learn"])
+    project = mlflow.get_experiment(run.info.experiment_id).name.replace(" ", "")
+    files = {f["name"] for f in dashboard("get_project_files", project=project)}
+    folder = f"mlflow/models/{info.model_id}/artifacts"
+    assert {f"{folder}/MLmodel", f"{folder}/model.skops", f"{folder}/requirements.txt"} <= files, files

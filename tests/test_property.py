@@ -3,6 +3,7 @@ MLflow's own SQLite store and on trackio://."""
 
 import math
 import shutil
+import time
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -41,6 +42,33 @@ experiment_names = st.one_of(
 )
 experiment_ref = st.integers(min_value=0, max_value=4)
 
+# MLflow 3's logged models: made in the experiment (from a run or not), tagged, finalized,
+# deleted, given metrics through a run, and searched.
+model_ref = st.integers(min_value=0, max_value=3)
+model_names = st.sampled_from(["net", "net", "tree", "a/b", None])
+model_tags = st.dictionaries(st.sampled_from(["t", "u"]), st.sampled_from(["a", "b"]), max_size=2)
+model_params = st.dictionaries(st.sampled_from(["lr", "seed"]), st.sampled_from(["1", "2"]), max_size=2)
+MODEL_FILTERS = [
+    "", "name = 'net'", "name LIKE 'n%'", "params.lr = '1'", "tags.t = 'a'", "metrics.loss > 0",
+    "metrics.acc <= 1", "status = 'READY'",
+]
+MODEL_ORDERS = [
+    None, [{"field_name": "name"}], [{"field_name": "metrics.loss", "ascending": False}],
+    [{"field_name": "metrics.acc"}], [{"field_name": "name", "ascending": False}],
+]
+model_operation = st.one_of(
+    st.tuples(st.just("create_model"), model_names, st.one_of(st.none(), run_ref), model_tags,
+              model_params),
+    st.tuples(st.just("finalize_model"), model_ref, st.sampled_from(["READY", "FAILED"])),
+    st.tuples(st.just("set_model_tags"), model_ref, model_tags),
+    st.tuples(st.just("delete_model_tag"), model_ref, st.sampled_from(["t", "u"])),
+    st.tuples(st.just("delete_model"), model_ref),
+    st.tuples(st.just("get_model"), model_ref),
+    st.tuples(st.just("model_metric"), run_ref, model_ref, metrics),
+    st.tuples(st.just("search_models"), st.sampled_from(MODEL_FILTERS),
+              st.sampled_from(MODEL_ORDERS), st.integers(min_value=1, max_value=3)),
+)
+
 operation = st.one_of(
     st.tuples(st.just("create_run"), st.sampled_from(["r1", "r2", "other"])),
     st.tuples(st.just("create_experiment"), experiment_names),
@@ -59,6 +87,7 @@ operation = st.one_of(
     st.tuples(st.just("history"), run_ref, st.sampled_from(KEYS)),
     st.tuples(st.just("search"), st.sampled_from(FILTERS), st.sampled_from(ORDERS),
               st.sampled_from([ViewType.ACTIVE_ONLY, ViewType.ALL])),
+    model_operation,
 )
 
 
@@ -88,6 +117,9 @@ def replay(uri: str, operations: list) -> list:
             continue
         if name == "get_experiment_by_name":
             r.call(name, c.get_experiment_by_name, args[0])
+            continue
+        if name in MODEL_CALLS:
+            MODEL_CALLS[name](r, experiment_id, made, *args)
             continue
         if name.endswith("_experiment"):
             if args[0] < len(r.experiments):
@@ -122,6 +154,54 @@ def replay(uri: str, operations: list) -> list:
     return r.log
 
 
+def create_model(r, experiment_id, made, name, run, tags, params):
+    time.sleep(0.003)  # distinct creation times: ties are ordered by the (random) model id
+    source_run_id = r.rid(run) if run is not None and run < made else None
+    model = r.call("create_model", r.client.create_logged_model, experiment_id, name=name,
+                   source_run_id=source_run_id, tags=tags, params=params)
+    if model is not None:
+        r.models[model.model_id] = len(r.models)
+        if name is None:  # a generated name differs by store
+            r.log[-1] = ("create_model", r.log[-1][1][:2] + r.log[-1][1][3:])
+
+
+def model_call(method: str):
+    """An operation on the n-th logged model made so far (none yet: nothing to do)."""
+    def call(r, experiment_id, made, model, *args):
+        if model < len(r.models):
+            model_id = next(m for m, n in r.models.items() if n == model)
+            r.call(method, getattr(r.client, method), model_id, *args)
+    return call
+
+
+def model_metric(r, experiment_id, made, run, model, metric):
+    if run < made and model < len(r.models):
+        model_id = next(m for m, n in r.models.items() if n == model)
+        linked = Metric(metric.key, metric.value, metric.timestamp, metric.step, model_id=model_id)
+        r.call("model_metric", r.client.log_batch, r.rid(run), metrics=[linked])
+
+
+def search_models(r, experiment_id, made, filter_string, order_by, page_size):
+    token, pages = None, 0
+    while pages == 0 or (token and pages < 10):
+        page = r.call("search_models", r.client.search_logged_models, [experiment_id],
+                      filter_string=filter_string, order_by=order_by, max_results=page_size,
+                      page_token=token)
+        token, pages = page.token if page is not None else None, pages + 1
+
+
+MODEL_CALLS = {
+    "create_model": create_model,
+    "finalize_model": model_call("finalize_logged_model"),
+    "set_model_tags": model_call("set_logged_model_tags"),
+    "delete_model_tag": model_call("delete_logged_model_tag"),
+    "delete_model": model_call("delete_logged_model"),
+    "get_model": model_call("get_logged_model"),
+    "model_metric": model_metric,
+    "search_models": search_models,
+}
+
+
 @pytest.fixture(scope="module")
 def sqlite_template(tmp_path_factory):
     """An initialised MLflow SQLite database to copy (creating one runs MLflow's migrations)."""
@@ -137,8 +217,8 @@ def sqlite_template(tmp_path_factory):
 def test_random_operations_match_mlflow_sqlite(operations, sqlite_template, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("case")
     shutil.copy(sqlite_template, workdir / "mlflow.db")
-    # Make sure at least one run exists so most operations do something.
-    operations = [("create_run", "r0"), *operations]
+    # Make sure a run and a model from it exist, so most operations do something.
+    operations = [("create_run", "r0"), ("create_model", "net", 0, {}, {}), *operations]
     expected = replay(f"sqlite:///{workdir}/mlflow.db", operations)
     actual = replay(f"trackio://{workdir}/trackio", operations)
     assert actual == expected

@@ -41,6 +41,7 @@ class Recorder:
         self.client = MlflowClient(tracking_uri=uri)
         self.runs: dict[str, int] = {}
         self.experiments: dict[str, int] = {"0": 0}
+        self.models: dict[str, int] = {}  # logged model id -> creation order
         self.log: list = []
         self.generated: set[str] = set()  # generated run names differ by store
 
@@ -61,7 +62,7 @@ class Recorder:
         return result
 
     def normalize(self, obj):
-        from mlflow.entities import Experiment, Run, RunInfo
+        from mlflow.entities import Experiment, LoggedModel, Run, RunInfo
         from mlflow.store.entities.paged_list import PagedList
 
         if isinstance(obj, PagedList):
@@ -97,6 +98,18 @@ class Recorder:
             )
         if isinstance(obj, Metric):
             return (obj.key, _value(obj.value), obj.timestamp, obj.step)
+        if isinstance(obj, LoggedModel):
+            return (
+                self.models.get(obj.model_id, "?"), self.experiments.get(obj.experiment_id, "?"),
+                obj.name, obj.artifact_location.endswith(f"/models/{obj.model_id}/artifacts"),
+                obj.status, obj.model_type, self.runs.get(obj.source_run_id, obj.source_run_id),
+                obj.status_message, sorted(obj.tags.items()), sorted(obj.params.items()),
+                sorted(
+                    (m.key, _value(m.value), m.timestamp, m.step, self.runs.get(m.run_id),
+                     m.dataset_name, m.dataset_digest, self.models.get(m.model_id))
+                    for m in obj.metrics or []
+                ),
+            )
         return obj
 
 

@@ -101,7 +101,7 @@ def _keep_trackio_values(config: dict, previous: dict) -> None:
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp"})
 MEDIA_FOLDER = "media"
 FILES_FOLDER = "files"
-_MODELS_FOLDER = "models"
+MODELS_FOLDER = "models"  # an experiment's logged models: models/<model id>/artifacts
 # `MlflowClient.log_image(key=, step=)` writes
 # images/<key with / as ~>+step+<step>+timestamp+<ms>+<uuid>.png and a "+compressed.webp" preview.
 _LOG_IMAGE_NAME = re.compile(
@@ -138,7 +138,7 @@ def run_artifact_uri(experiment_location: str, run_id: str, run_name: str) -> st
     if root.parent.name != FILES_FOLDER or root.parent.parent.parent.name != MEDIA_FOLDER:
         return mlflow_layout
     name = re.sub(r"[\\/\x00]", "_", run_name).strip() or run_id
-    if name in (".", "..", _MODELS_FOLDER):  # the experiment's logged models live in models/
+    if name in (".", "..", MODELS_FOLDER):  # the experiment's logged models live in models/
         name = f"{name}-run"
     for candidate in [name] + [f"{name}-{n}" for n in range(2, 1000)]:
         try:

@@ -23,10 +23,10 @@ import threading
 import time
 import uuid
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from mlflow.entities import (
     Dataset,
@@ -99,7 +99,6 @@ _logger = logging.getLogger(__name__)
 
 DEFAULT_EXPERIMENT_ID = "0"
 _ARTIFACTS_FOLDER = "artifacts"
-_MODELS_FOLDER = "models"
 _DATASET_FIELDS = ("name", "digest", "source_type", "source", "schema", "profile")
 _STRING_ATTRIBUTES = {"run_id", "run_name", "status", "user_id", "artifact_uri", "lifecycle_stage"}
 # MLflow's own schema holds a run name in a VARCHAR(250) (`runs.name`); Trackio copies the name
@@ -276,17 +275,46 @@ _INHERITED_OK = {
     "search_runs", "get_metric_history_bulk_interval_from_steps",
     "get_metric_history_bulk_interval", "supports_workspaces", "supports_trace_archival",
 }
+def _empty_listing(empty: Callable[[], Any], *, many: bool = False, must_exist: bool = False,
+                   deleted_is_missing: bool = False):
+    """A listing of something the store does not keep (traces, scorers, review queues, ...):
+    an empty answer, after checking its experiment id(s) as MLflow's SQL store does. Ids must be
+    integers; with `must_exist`, the experiment must exist and be active (a deleted one is
+    refused as not active, or as missing with `deleted_is_missing`)."""
+
+    def method(self, *args, **kwargs):
+        given = args[0] if args else kwargs.get("experiment_ids" if many else "experiment_id")
+        for experiment_id in (given or []) if many else [given]:
+            if experiment_id is None and not must_exist:
+                continue
+            experiment_id = _parse_experiment_id(experiment_id)
+            if must_exist:
+                stage = self._experiment(experiment_id)[1].lifecycle_stage
+                if deleted_is_missing and stage != LifecycleStage.ACTIVE:
+                    raise MlflowException(
+                        f"No Experiment with id={experiment_id} exists", RESOURCE_DOES_NOT_EXIST
+                    )
+                _require_active("experiment", experiment_id, stage)
+        return empty()
+
+    return method
+
+
+def _empty_page() -> PagedList:
+    return PagedList([], None)
+
+
 # Listing calls that MLflow's UI and server make: an empty answer, not an error.
 _EMPTY_LISTINGS = {
-    "search_traces": lambda *a, **k: ([], None),
-    "search_datasets": lambda *a, **k: PagedList([], None),
-    "list_scorers": lambda *a, **k: [],
-    "list_scorers_across_experiments": lambda *a, **k: [],
+    "search_traces": _empty_listing(lambda: ([], None), many=True),
+    "search_datasets": lambda *a, **k: _empty_page(),  # MLflow's SQL store checks nothing
+    "list_scorers": _empty_listing(list, must_exist=True),
+    "list_scorers_across_experiments": _empty_listing(list, many=True),
     # GenAI pages of the UI (experiment overview, issues, review): nothing to list.
-    "query_trace_metrics": lambda *a, **k: PagedList([], None),
-    "search_issues": lambda *a, **k: PagedList([], None),
-    "list_label_schemas": lambda *a, **k: PagedList([], None),
-    "list_review_queues": lambda *a, **k: PagedList([], None),
+    "query_trace_metrics": _empty_listing(_empty_page, many=True),
+    "search_issues": _empty_listing(_empty_page),
+    "list_label_schemas": _empty_listing(_empty_page, must_exist=True, deleted_is_missing=True),
+    "list_review_queues": _empty_listing(_empty_page, must_exist=True, deleted_is_missing=True),
 }
 
 
@@ -339,6 +367,8 @@ class TrackioStore(AbstractStore):
     >>> import mlflow
     >>> mlflow.set_tracking_uri("trackio:///tmp/trackio-data")  # doctest: +SKIP
     """
+
+    DEFAULT_EXPERIMENT_ID = DEFAULT_EXPERIMENT_ID  # where MLflow's SQL store keeps it too
 
     def __init__(self, store_uri: str, artifact_uri: str | None = None):
         super().__init__()
@@ -1153,7 +1183,7 @@ class TrackioStore(AbstractStore):
             experiment_id=int(experiment.experiment_id),
             name=name or _generate_random_name(),
             artifact_location=append_to_uri_path(
-                experiment.artifact_location, _MODELS_FOLDER, model_id, _ARTIFACTS_FOLDER
+                experiment.artifact_location, _dashboard.MODELS_FOLDER, model_id, _ARTIFACTS_FOLDER
             ),
             creation_timestamp_ms=now,
             last_updated_timestamp_ms=now,

@@ -1,6 +1,8 @@
 """PyTorch Lightning autologging into Trackio, with mytracker.autolog() called before and after
 `import lightning` (each in a fresh interpreter: import order is the whole point)."""
 
+import re
+
 import mlflow
 import pytest
 from framework_helpers import artifact_files, run_python
@@ -110,3 +112,60 @@ def test_the_users_own_log_every_n_step_wins(experiment, tmp_path):
     )
     run = train_in_subprocess(script, experiment, tmp_path, log_every=1)
     assert history(run, "train_loss_step") == [3, 7]  # MLflow's every-4th-step rule, not the Trainer's
+
+
+# --- issue #14: models and checkpoints with mytracker.autolog(log_models=True) ---------------
+
+LOG_MODELS = (
+    "import os, mlflow, mytracker\nimport lightning\nmytracker.autolog(log_models=True)\n"
+    + TRAIN.replace(
+        "    def training_step",
+        "    def forward(self, x):\n        return self.layer(x)\n\n    def training_step", 1,
+    ).replace("trainer.fit(Tiny(), data, data)", "model = Tiny()\ntrainer.fit(model, data, data)")
+    + """
+# Loaded back in this process, where the model's class lives (__main__).
+run_id = mlflow.last_active_run().info.run_id
+[logged] = mlflow.search_logged_models(output_format="list")
+expected = model(x).detach()
+for uri in (f"runs:/{run_id}/model", f"models:/{logged.model_id}"):
+    print("TORCH_EQUAL", torch.equal(mlflow.pytorch.load_model(uri)(x).detach(), expected))
+    predicted = mlflow.pyfunc.load_model(uri).predict(x.numpy())
+    print("PYFUNC_EQUAL", bool((torch.as_tensor(predicted) == expected).all()))
+restored = mlflow.pytorch.load_checkpoint(Tiny, run_id)
+print("CHECKPOINT_EQUAL", torch.equal(restored(x).detach(), expected))
+"""
+)
+# MLflow's own advice on saving any torch model, on any tracking store (MLflow's SQLite store
+# prints the same two): not about the store.
+MLFLOW_TORCH_ADVICE = ("Saving pytorch model by Pickle or CloudPickle format",
+                       "contains a local version label")
+
+
+def test_log_models_with_checkpoints(experiment, tmp_path):
+    """Two epochs with MLflow's checkpoint logging (pytorch autolog's default `checkpoint=True`,
+    best `val_loss` kept): the checkpoint is among the run's artifacts, the final model is a
+    LoggedModel of the run, both load back, and neither MLflow nor mytracker warns."""
+    result = run_python(LOG_MODELS, {"EXPERIMENT": experiment, "LOG_EVERY": "1"}, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    [run_id] = [line.split()[1] for line in result.stdout.splitlines() if line.startswith("RUN_ID")]
+    run = mlflow.get_run(run_id)
+    assert [line for line in result.stdout.splitlines() if "_EQUAL " in line] == [
+        "TORCH_EQUAL True", "PYFUNC_EQUAL True", "TORCH_EQUAL True", "PYFUNC_EQUAL True",
+        "CHECKPOINT_EQUAL True",
+    ]
+    client = MlflowClient()
+    checkpoints = [a.path for a in client.list_artifacts(run.info.run_id, "checkpoints")]
+    assert checkpoints == [
+        "checkpoints/latest_checkpoint.pth", "checkpoints/latest_checkpoint_metrics.json"
+    ]
+    [model] = mlflow.search_logged_models(output_format="list")
+    assert (model.source_run_id, model.status, model.name) == (run.info.run_id, "READY", "model")
+    assert [o.model_id for o in run.outputs.model_outputs] == [model.model_id]
+    files = {a.path for a in client.list_logged_model_artifacts(model.model_id)}
+    assert {"MLmodel", "data"} <= files, files
+    warned = [
+        line for line in result.stderr.splitlines()
+        if re.search(r"(mlflow|mytracker|trackio).*warn|warn.*(mlflow|mytracker|trackio)", line, re.I)
+        and not any(advice in line for advice in MLFLOW_TORCH_ADVICE)
+    ]
+    assert warned == [], "\n".join(warned)
