@@ -152,6 +152,35 @@ def test_autolog_runs_as_the_dashboard_shows_them(home_tracking, unique_name, da
     assert names[single.info.run_id] == "single-step"
 
 
+def test_a_scikit_learn_fit_is_one_step_in_trackio(home_tracking, unique_name, dashboard):
+    """sklearn's autolog logs its step-0 training metrics at several times (separate calls):
+    Trackio shows one row, so its Runs table says Steps 1, Last Step 0 (the table shows
+    `get_run_summary`'s num_logs and last_step); MLflow keeps each point's own time."""
+    mlflow.set_experiment(unique_name)
+    X, y = make_classification(n_samples=80, n_features=4, random_state=0)
+    mytracker.autolog()
+    try:
+        model = LogisticRegression().fit(X, y)
+    finally:
+        mytracker.autolog(disable=True)
+    run = MlflowClient(f"trackio://{home_tracking}").get_run(mlflow.last_active_run().info.run_id)
+
+    got = summary(dashboard, unique_name, run)
+    assert (got["num_logs"], got["last_step"]) == (1, 0)
+    assert {"training_score", "training_accuracy_score", "training_roc_auc"} <= set(got["metrics"])
+    (row,) = dashboard("get_logs", project=unique_name, run=run.info.run_name,
+                       run_id=run.info.run_id)
+    assert row["training_score"] == model.score(X, y)
+
+    client = MlflowClient(f"trackio://{home_tracking}")
+    history = {key: client.get_metric_history(run.info.run_id, key) for key in run.data.metrics}
+    assert all([m.step for m in points] == [0] for points in history.values())
+    times = {key: points[0].timestamp for key, points in history.items()}
+    assert len(set(times.values())) > 1  # logged at several times, each point keeps its own
+    assert times == {m.key: m.timestamp for m in run.data._metric_objs}
+    assert history["training_score"][0].value == model.score(X, y)
+
+
 def test_logged_images_show_while_the_run_is_live(home_tracking, unique_name, dashboard):
     mlflow.set_experiment(unique_name)
     image = np.random.default_rng(0).integers(0, 255, (16, 16, 3), dtype=np.uint8)

@@ -36,7 +36,20 @@ def _patterns():
         [("m", float(i % 7), T0 + (i * 37) % 100, i % 10) for i in range(300)],
         [("m", float(i % 7), T0 + (i * 37) % 100, i % 10) for i in range(150, 450)],
     ]
+    # A step's keys logged moments apart join one Trackio row; MLflow keeps each point's time.
+    apart = [
+        [("p", 0.9, T0, 0), ("r", 0.8, T0, 0), ("s", 0.7, T0 + 850, 0)],  # sklearn's shape
+        [("score", 0.875, T0 + 900, 0)],  # a later call at the same step
+        [("score", 0.875, T0 + 900, 0), ("p", 0.9, T0, 0)],  # retried: nothing new
+        [("s", 0.5, T0, 0)],  # a joined key at its row's own time: another point
+        [("s", 0.6, T0 + 850, 0)],  # a second value at a joined point's time
+        [("loss", float(i), T0 + 1000 + 10 * i, i) for i in range(1, 6)],  # a loop: loss, then
+        [("acc", i / 10, T0 + 1005 + 10 * i, i) for i in range(1, 6)],  # acc in another call
+        [("acc", 0.0, T0 + 1100, 3), ("n", math.nan, T0 + 1101, 3)],  # acc again: its own row
+        [("late", 1.0, T0 + 60_000, 0), ("early", 2.0, T0 - 5, 0)],  # too late, too early
+    ]
     return [
+        ("a step's keys moments apart", apart),
         ("one timestamp per epoch", epoch_stamp),
         ("older than stored", older),
         ("step zero always", step_zero),
@@ -69,7 +82,17 @@ def _stored(uri, batches):
         m.key: (m.timestamp, m.step, _clamped(m.value))
         for m in client.get_run(run_id).data._metric_objs
     }
-    return history, latest
+    store = client._tracking_client.store
+    pages = {}
+    for key in keys:
+        pages[key], token = [], None
+        while True:
+            page = store.get_metric_history(run_id, key, max_results=2, page_token=token)
+            pages[key].append([(m.timestamp, m.step, _clamped(m.value)) for m in page])
+            token = page.token
+            if not token:
+                break
+    return history, latest, pages
 
 
 @pytest.mark.parametrize("name,batches", _patterns(), ids=[p[0] for p in _patterns()])
@@ -95,3 +118,28 @@ def test_one_timestamp_per_epoch_stays_one_row_per_step(tmp_path):
     ).fetchone()
     assert rows == (300, 300)
     assert len(client.get_metric_history(run_id, "acc")) == 300
+
+
+def test_a_steps_keys_logged_moments_apart_stay_one_row_per_step(tmp_path):
+    """Trackio's Runs table counts rows as steps: keys of one step logged in separate calls
+    moments apart make one row, as one `trackio.log` call would; much later, or a key the row
+    already holds, starts another (MLflow's answers: test_same_points_as_mlflow_sqlite_store)."""
+    import sqlite3
+
+    batches = dict(_patterns())["a step's keys moments apart"]
+    client = MlflowClient(tracking_uri=f"trackio://{tmp_path}")
+    run_id = client.create_run(client.create_experiment("apart")).info.run_id
+    for batch in batches:
+        client.log_batch(run_id, metrics=[Metric(k, v, t, s) for k, v, t, s in batch])
+    rows = sqlite3.connect(tmp_path / "apart.db").execute(
+        "SELECT step, metrics FROM metrics WHERE run_id = ? ORDER BY id", (run_id,)
+    ).fetchall()
+    assert rows == [
+        (0, '{"p":0.9,"r":0.8,"s":0.7,"score":0.875}'),
+        (0, '{"s":0.5}'),
+        (0, '{"s":0.6}'),
+        *[(i, f'{{"loss":{float(i)},"acc":{i / 10}}}') for i in range(1, 6)],
+        (3, '{"acc":0.0,"n":"NaN"}'),
+        (0, '{"late":1.0}'),
+        (0, '{"early":2.0}'),
+    ]
