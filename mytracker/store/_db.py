@@ -494,21 +494,28 @@ class ProjectDB:
         with self.read() as conn:
             if system or not _has_joined_points(conn, run_id, quoted_key):
                 return conn.execute(sql + limit_sql, [run_id, quoted_key + ":", *args]).fetchall()
-            # Points that joined a row stamped earlier are read at their own time instead.
-            sql = (
+            # Points that joined a row stamped earlier are read at their own time instead: those
+            # first, then the rows' other points up to the last of them (when there are `limit`:
+            # nothing later makes the page), so a page reads what its span holds.
+            joined = conn.execute(
+                "SELECT step, timestamp, metrics, row_id FROM mlflow_joined_points "
+                f"WHERE run_id = ? AND key = ?{where} "
+                "AND EXISTS (SELECT 1 FROM metrics WHERE id = row_id) "  # Trackio may delete rows
+                "ORDER BY timestamp, step, row_id" + limit_sql,
+                [run_id, quoted_key, *args],
+            ).fetchall()
+            if limit is not None and len(joined) >= limit:
+                where += " AND timestamp <= ?"
+                args.append(joined[-1][1])
+            rows = conn.execute(
                 "SELECT step, timestamp, metrics, id FROM metrics "
                 f"WHERE run_id = ? AND instr(metrics, ?) > 0{where} AND NOT EXISTS "
                 "(SELECT 1 FROM mlflow_joined_points j WHERE j.row_id = metrics.id AND j.key = ?) "
-                "UNION ALL SELECT step, timestamp, metrics, row_id FROM mlflow_joined_points "
-                f"WHERE run_id = ? AND key = ?{where} "
-                "AND EXISTS (SELECT 1 FROM metrics WHERE id = row_id) "  # Trackio may delete rows
-                "ORDER BY timestamp, step, id"
-            )
-            rows = conn.execute(
-                sql + limit_sql,
-                [run_id, quoted_key + ":", *args, quoted_key, run_id, quoted_key, *args],
-            )
-            return [row[:3] for row in rows]
+                "ORDER BY timestamp, step, id" + limit_sql,
+                [run_id, quoted_key + ":", *args, quoted_key],
+            ).fetchall()
+            rows = sorted(rows + joined, key=lambda row: (row[1], row[0], row[3]))
+            return [row[:3] for row in rows[:limit]]
 
     def load_runs(self, run_ids: Sequence[str]) -> dict[str, RunRecord]:
         """Everything MLflow's Run entity needs, for many runs at once."""
