@@ -204,6 +204,38 @@ def test_logged_images_show_while_the_run_is_live(home_tracking, unique_name, da
     assert (got["num_logs"], got["last_step"]) == (4, 3)  # each image joined its step's row
 
 
+TRACKIO_IMAGE_RUN = """
+import numpy as np, trackio
+trackio.init(project={project!r}, name="trackio-own")
+trackio.log({{"loss": 0.5, "samples": trackio.Image(np.zeros((8, 8, 3), np.uint8), caption="c")}})
+trackio.finish()
+"""
+
+
+def test_images_are_stored_as_trackio_stores_its_own(home_tracking, unique_name, dashboard):
+    """An MLflow image row has the shape of the row `trackio.log({"samples": trackio.Image(..)})`
+    writes, and Trackio lists both keys among the run's metrics (its `get_run_summary` lists
+    every key of a run's rows): the dashboard treats them alike."""
+    subprocess.run(
+        [sys.executable, "-c", TRACKIO_IMAGE_RUN.format(project=unique_name)], check=True,
+        env={**os.environ, "TRACKIO_DIR": str(home_tracking)}, capture_output=True, timeout=120,
+    )
+    mlflow.set_experiment(unique_name)  # Trackio's project, now an MLflow experiment too
+    with mlflow.start_run(run_name="mlflow-run") as run:
+        mlflow.log_metric("loss", 0.5, step=0)
+        mlflow.log_image(np.zeros((8, 8, 3), np.uint8), key="samples", step=0)
+    shapes = {}
+    for record in dashboard("get_runs_for_project", project=unique_name):
+        (row,) = dashboard("get_logs", project=unique_name, run=record["name"],
+                           run_id=record["id"])
+        shapes[record["name"]] = sorted(row["samples"])
+        got = dashboard("get_run_summary", project=unique_name, run=record["name"],
+                        run_id=record["id"])
+        assert got["metrics"] == ["loss", "samples"], record
+    assert shapes == {name: ["_type", "caption", "file_path"]
+                      for name in ("trackio-own", run.info.run_name)}
+
+
 @pytest.mark.heavy
 def test_images_logged_through_mytracker_server_show_in_media(trackio_home, unique_name,
                                                               dashboard, tmp_path):
