@@ -48,8 +48,15 @@ def _patterns():
         [("acc", 0.0, T0 + 1100, 3), ("n", math.nan, T0 + 1101, 3)],  # acc again: its own row
         [("late", 1.0, T0 + 60_000, 0), ("early", 2.0, T0 - 5, 0)],  # too late, too early
     ]
+    # One batch as `mytracker copy` sends a history, sorted by time: a step's keys at two times.
+    sorted_history = [sorted(
+        [("loss", 1.0 / (s + 1), T0 + 10 * s, s) for s in range(4)]
+        + [("grad", float(s), T0 + 5 + s, s) for s in range(3)],
+        key=lambda p: (p[2], p[3], p[0]),
+    )]
     return [
         ("a step's keys moments apart", apart),
+        ("a history sorted by time", sorted_history),
         ("one timestamp per epoch", epoch_stamp),
         ("older than stored", older),
         ("step zero always", step_zero),
@@ -67,7 +74,9 @@ def _clamped(value):
 
 def _stored(uri, batches):
     client = MlflowClient(tracking_uri=uri)
-    run_id = client.create_run(client.create_experiment("patterns")).info.run_id
+    # Started at T0: the empty row that shows a new run in Trackio sits at (step 0, T0), where
+    # the patterns log too.
+    run_id = client.create_run(client.create_experiment("patterns"), start_time=T0).info.run_id
     for batch in batches:
         client.log_batch(run_id, metrics=[Metric(k, v, t, s) for k, v, t, s in batch])
     keys = sorted({k for batch in batches for k, *_ in batch})

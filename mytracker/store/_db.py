@@ -707,7 +707,7 @@ def insert_run(
     if owner is not None:
         conn.execute("INSERT INTO mlflow_run_owners VALUES (?, ?, ?, ?)", (run["run_id"], *owner))
     # An empty metrics row makes the run appear in Trackio's dashboard at once; the run's first
-    # real row replaces it (`_drop_placeholder`), so Trackio's step count is the real one.
+    # real row replaces it (`drop_placeholder`), so Trackio's step count is the real one.
     conn.execute(
         "INSERT INTO metrics (run_id, timestamp, run_name, step, metrics, log_id) "
         "VALUES (?, ?, ?, 0, '{}', ?)",
@@ -720,7 +720,7 @@ def _placeholder_log_id(run_id: str) -> str:
     return f"mlflow-placeholder:{run_id}"
 
 
-def _drop_placeholder(conn: sqlite3.Connection, run_id: str) -> None:
+def drop_placeholder(conn: sqlite3.Connection, run_id: str) -> None:
     """Remove the run's empty metrics row, in the transaction that adds its first real one
     (one lookup in Trackio's unique log_id index, whatever the run holds). A placeholder that
     took the batch's points (same step and timestamp: `_metrics` fills open rows) stays."""
@@ -1081,13 +1081,12 @@ def latest_rows_at_steps(
 def insert_metric_row(
     conn: sqlite3.Connection, run_id: str, run_name: str, timestamp_ms: int, step: int, text: str
 ) -> int:
-    """Insert one Trackio metrics row; returns its id."""
-    row_id = conn.execute(
+    """Insert one Trackio metrics row; returns its id. (The caller drops the run's placeholder
+    once the batch's other rows are written: one of them may be filling it.)"""
+    return conn.execute(
         "INSERT INTO metrics (run_id, run_name, timestamp, step, metrics) VALUES (?, ?, ?, ?, ?)",
         (run_id, run_name, iso_from_ms(timestamp_ms), step, text),
     ).lastrowid
-    _drop_placeholder(conn, run_id)
-    return row_id
 
 
 def insert_joined_points(conn: sqlite3.Connection, run_id: str, points: list[tuple]) -> None:
@@ -1131,7 +1130,7 @@ def insert_metric_rows(conn: sqlite3.Connection, run_id: str, run_name: str, row
     values[0::3] = iso_texts(rows[0::3])
     table = "metrics (run_id, run_name, timestamp, step, metrics)"
     _insert_values(conn, table, (run_id, run_name), 3, values)
-    _drop_placeholder(conn, run_id)
+    drop_placeholder(conn, run_id)
 
 
 def insert_system_rows(conn: sqlite3.Connection, run_id: str, run_name: str, rows: list) -> None:
@@ -1175,7 +1174,7 @@ def insert_media_rows(conn: sqlite3.Connection, rows: list[tuple]) -> int:
     is taken) is skipped: publishing again adds nothing."""
     added = 0
     for run_id in {row[0] for row in rows}:
-        _drop_placeholder(conn, run_id)
+        drop_placeholder(conn, run_id)
     for run_id, timestamp, run_name, step, text, log_id in rows:
         ((key, value),) = json.loads(text).items()
         shown = conn.execute(

@@ -286,6 +286,7 @@ def log_metrics(conn, run_id: str, run_name: str, columns: tuple) -> int:
     )
     if joined:
         if not rest:
+            _db.drop_placeholder(conn, run_id)
             return joined
         keys, values, timestamps, steps = zip(*rest)
     # Points in strictly increasing (step, timestamp) order (mostly decided by the steps
@@ -343,6 +344,8 @@ def log_metrics(conn, run_id: str, run_name: str, columns: tuple) -> int:
     if system_rows:
         _db.insert_system_rows(conn, run_id, run_name, system_rows)
     _upsert_latest(conn, run_id, latest)
+    if joined:  # after the rows above: the placeholder may have taken some of their points
+        _db.drop_placeholder(conn, run_id)
     return written + joined
 
 
