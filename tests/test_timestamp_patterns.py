@@ -47,6 +47,9 @@ def _patterns():
         [("acc", i / 10, T0 + 1005 + 10 * i, i) for i in range(1, 6)],  # acc in another call
         [("acc", 0.0, T0 + 1100, 3), ("n", math.nan, T0 + 1101, 3)],  # acc again: its own row
         [("late", 1.0, T0 + 60_000, 0), ("early", 2.0, T0 - 5, 0)],  # too late, too early
+        # An epoch metric at step 1 (as Lightning logs them): rows of later steps are stamped
+        # after step 1's row, so joining it would show the point out of time order.
+        [("epoch_loss", 0.5, T0 + 1060, 1)],
     ]
     # One batch as `mytracker copy` sends a history, sorted by time: a step's keys at two times.
     sorted_history = [sorted(
@@ -131,8 +134,8 @@ def test_one_timestamp_per_epoch_stays_one_row_per_step(tmp_path):
 
 def test_a_steps_keys_logged_moments_apart_stay_one_row_per_step(tmp_path):
     """Trackio's Runs table counts rows as steps: keys of one step logged in separate calls
-    moments apart make one row, as one `trackio.log` call would; much later, or a key the row
-    already holds, starts another (MLflow's answers: test_same_points_as_mlflow_sqlite_store)."""
+    moments apart make one row, as one `trackio.log` call would; much later, after another row,
+    or a key the row already holds, starts another (MLflow's answers: test_same_points_as_mlflow_sqlite_store)."""
     import sqlite3
 
     batches = dict(_patterns())["a step's keys moments apart"]
@@ -151,4 +154,5 @@ def test_a_steps_keys_logged_moments_apart_stay_one_row_per_step(tmp_path):
         (3, '{"acc":0.0,"n":"NaN"}'),
         (0, '{"late":1.0}'),
         (0, '{"early":2.0}'),
+        (1, '{"epoch_loss":0.5}'),
     ]

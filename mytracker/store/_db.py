@@ -1059,6 +1059,19 @@ def has_metric_rows(conn: sqlite3.Connection, run_id: str, first_step: int, last
     return conn.execute(_NEAR_SQL["metrics", "step"], (run_id, first_step, last_step)).fetchone() is not None
 
 
+def last_metric_time(conn: sqlite3.Connection, run_id: str) -> str | None:
+    """The timestamp text of the run's latest metrics row (one step of Trackio's index)."""
+    return conn.execute("SELECT max(timestamp) FROM metrics WHERE run_id = ?", (run_id,)).fetchone()[0]
+
+
+def metric_rows_stamped(conn: sqlite3.Connection, run_id: str, after: str, up_to: str) -> bool:
+    """Whether the run has a metrics row stamped after `after` and up to `up_to` (texts)."""
+    return conn.execute(
+        "SELECT 1 FROM metrics WHERE run_id = ? AND timestamp > ? AND timestamp <= ? LIMIT 1",
+        (run_id, after, up_to),
+    ).fetchone() is not None
+
+
 def latest_rows_at_steps(
     conn: sqlite3.Connection, run_id: str, steps: Iterable[int]
 ) -> list[StoredPoint]:

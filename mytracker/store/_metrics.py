@@ -9,6 +9,7 @@ latest value per key is kept beside them (``mlflow_latest_metrics``), in the sam
 from __future__ import annotations
 
 import base64
+import bisect
 import json
 import operator
 from collections.abc import Sequence
@@ -28,6 +29,7 @@ from mytracker.store._trackio import (
     SYSTEM_STEP_KEY,
     clamped,
     finite,
+    iso_from_ms,
     json_numbers,
     mlflow_metric_key,
     ms_from_iso,
@@ -376,7 +378,8 @@ def _join_step_rows(
     row. MLflow's callers often log a step's keys in several calls moments apart (scikit-learn's
     autolog logs its step-0 training metrics at three times), so the rule is: points of a step,
     taken in time order, join the latest row of that step (stored, or started by this batch)
-    when that row was stamped at most JOIN_WINDOW_MS earlier and holds none of their keys. The
+    when that row was stamped at most JOIN_WINDOW_MS earlier, holds none of their keys, and is
+    the run's last row before their time (no other row stamped in between). The
     row keeps its time; each joined point keeps its own for MLflow in `mlflow_joined_points`,
     where histories and deduplication read it. Steps with a (step, timestamp) already stored, or
     a key twice at one time, keep one row per (step, timestamp). The lookup is one index probe
@@ -400,6 +403,24 @@ def _join_step_rows(
     for i, (key, ts, step) in enumerate(zip(keys, timestamps, steps)):
         if key not in system_keys:
             by_step.setdefault(step, {}).setdefault(ts, []).append(i)
+    # A point joins a row only when no other row of the run is stamped between the two (so
+    # Trackio, which orders rows by time, shows every row where it was): neither a row of
+    # another step of the batch, nor a stored row (looked up only when some is that recent).
+    batch_times = sorted({(ts, step) for step, by_ts in by_step.items() for ts in by_ts})
+    last_stored = _db.last_metric_time(conn, run_id)
+
+    def nothing_between(step: int, row_ms: int, ts: int) -> bool:
+        i = bisect.bisect_right(batch_times, (row_ms, _MAX_STEP))
+        while i < len(batch_times) and batch_times[i][0] <= ts:
+            if batch_times[i][1] != step:
+                return False
+            i += 1
+        row_text = iso_from_ms(row_ms)
+        return (
+            last_stored is None or last_stored <= row_text
+            or not _db.metric_rows_stamped(conn, run_id, row_text, iso_from_ms(ts))
+        )
+
     rows = []  # [stored row or None, its timestamp_ms, its keys, own points, joined points]
     for step, by_ts in by_step.items():
         if any((step, ts) in taken or len({keys[i] for i in group}) < len(group)
@@ -413,7 +434,10 @@ def _join_step_rows(
         for ts in sorted(by_ts):
             group = by_ts[ts]
             group_keys = {quoted[keys[i]] for i in group}
-            if row and 0 < ts - row[1] <= JOIN_WINDOW_MS and not group_keys & row[2]:
+            if (
+                row and 0 < ts - row[1] <= JOIN_WINDOW_MS and not group_keys & row[2]
+                and nothing_between(step, row[1], ts)
+            ):
                 row[2] |= group_keys
                 row[4] += group
             else:
