@@ -267,13 +267,14 @@ def test_the_dashboard_shows_mlflow_runs_as_a_person_expects(browser, tmp_path):
             rows = {}
             for tr in browser.find_elements("css selector", "tbody tr"):
                 cells = [td.text for td in tr.find_elements("css selector", "td")]
-                for name in ("single-step", "live-images"):
+                for name in ("single-step", "live-images", "grid-search"):
                     if name in cells:
                         rows[name] = cells
             header = [th.text.strip().lower()
                       for th in browser.find_elements("css selector", "thead th")]
             steps, last = header.index("steps"), header.index("last step")
             assert (rows["single-step"][steps], rows["single-step"][last]) == ("1", "0"), rows
+            assert (rows["grid-search"][steps], rows["grid-search"][last]) == ("1", "0"), rows
             # 4 metric steps; its images joined their steps' rows
             assert (rows["live-images"][steps], rows["live-images"][last]) == ("4", "3"), rows
             screenshot(browser, shots, "dashboard-steps.png")
@@ -467,3 +468,68 @@ def log_model_through_server(url: str):
         return mlflow.get_logged_model(info.model_id)
     finally:
         mlflow.set_tracking_uri(None)
+
+
+def runs_table(driver) -> dict[str, tuple[str, str]]:
+    """The Runs page's table as a person reads it: run name -> (Steps, Last Step)."""
+    header = [th.text.strip().lower() for th in driver.find_elements("css selector", "thead th")]
+    name, steps, last = (header.index(h) for h in ("run name", "steps", "last step"))
+    table = {}
+    for tr in driver.find_elements("css selector", "tbody tr"):
+        cells = [td.text.strip() for td in tr.find_elements("css selector", "td")]
+        table[cells[name]] = (cells[steps], cells[last])
+    return table
+
+
+def test_the_readme_and_sklearn_example_as_a_person_sees_them(browser, tmp_path):
+    """The README's commands (examples/quickstart.py, then `mytracker show --project quickstart`)
+    and the scikit-learn example: every fit is one step in Trackio's Runs table, its metric
+    charts carry no image files, and the grid search's runs group under it."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    examples = Path(__file__).resolve().parents[1] / "examples"
+    data_dir = tmp_path / "trackio"
+    shots = tmp_path / "screenshots"
+    shots.mkdir()
+    print(f"screenshots in {shots}")
+    env = {**os.environ, "TRACKIO_DIR": str(data_dir)}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    for script in (examples / "quickstart.py", examples / "frameworks" / "sklearn_example.py"):
+        result = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env,
+                                capture_output=True, text=True, timeout=600)
+        assert result.returncode == 0, result.stderr[-3000:]
+
+    show_log = tmp_path / "show.log"
+    with trackio_dashboard(data_dir, log_path=show_log, extra_args=("--project", "quickstart")) \
+            as url:
+        browser.get(opened_url(show_log))
+        wait_for_text(browser, "quickstart", "training_accuracy_score")
+        wait_for_chart(browser, ".plot-container .plot svg, .plot-container .plot canvas")
+        titles = [t.text for t in browser.find_elements("css selector", ".plot-title")]
+        assert "training_accuracy_score" in titles and not [t for t in titles if ".png" in t]
+        screenshot(browser, shots, "quickstart-metrics.png")
+        browser.get(f"{url}/runs?project=quickstart")
+        wait_for_text(browser, "STEPS")
+        table = runs_table(browser)
+        assert list(table.values()) == [("1", "0")], table
+        screenshot(browser, shots, "quickstart-runs.png")
+
+        browser.get(f"{url}/runs?project=sklearn-example")
+        wait_for_text(browser, "logistic-regression", "pipeline", "grid-search")
+        table = runs_table(browser)
+        assert len(table) == 6 and set(table.values()) == {("1", "0")}, table  # 3 + 3 children
+        screenshot(browser, shots, "sklearn-runs.png")
+
+        browser.get(f"{url}/?project=sklearn-example")
+        wait_for_text(browser, "grid-search", "training_score")
+        pick(browser, "Group by", "Group")
+        wait_for_text(browser, "(unset)")
+        groups = {g.text: c.text for g, c in zip(
+            browser.find_elements("css selector", ".run-group-label"),
+            browser.find_elements("css selector", ".run-group-count"))}
+        assert groups == {"grid-search": "(4)", "(unset)": "(2)"}, groups
+        wait_for_chart(browser, ".plot-container .plot svg, .plot-container .plot canvas")
+        screenshot(browser, shots, "sklearn-grouped.png")
+        assert server_errors(browser) == []

@@ -152,6 +152,35 @@ def test_autolog_runs_as_the_dashboard_shows_them(home_tracking, unique_name, da
     assert names[single.info.run_id] == "single-step"
 
 
+def test_a_scikit_learn_fit_is_one_step_in_trackio(home_tracking, unique_name, dashboard):
+    """sklearn's autolog logs its step-0 training metrics at several times (separate calls):
+    Trackio shows one row, so its Runs table says Steps 1, Last Step 0 (the table shows
+    `get_run_summary`'s num_logs and last_step); MLflow keeps each point's own time."""
+    mlflow.set_experiment(unique_name)
+    X, y = make_classification(n_samples=80, n_features=4, random_state=0)
+    mytracker.autolog()
+    try:
+        model = LogisticRegression().fit(X, y)
+    finally:
+        mytracker.autolog(disable=True)
+    run = MlflowClient(f"trackio://{home_tracking}").get_run(mlflow.last_active_run().info.run_id)
+
+    got = summary(dashboard, unique_name, run)
+    assert (got["num_logs"], got["last_step"]) == (1, 0)
+    assert {"training_score", "training_accuracy_score", "training_roc_auc"} <= set(got["metrics"])
+    (row,) = dashboard("get_logs", project=unique_name, run=run.info.run_name,
+                       run_id=run.info.run_id)
+    assert row["training_score"] == model.score(X, y)
+
+    client = MlflowClient(f"trackio://{home_tracking}")
+    history = {key: client.get_metric_history(run.info.run_id, key) for key in run.data.metrics}
+    assert all([m.step for m in points] == [0] for points in history.values())
+    times = {key: points[0].timestamp for key, points in history.items()}
+    assert len(set(times.values())) > 1  # logged at several times, each point keeps its own
+    assert times == {m.key: m.timestamp for m in run.data._metric_objs}
+    assert history["training_score"][0].value == model.score(X, y)
+
+
 def test_logged_images_show_while_the_run_is_live(home_tracking, unique_name, dashboard):
     mlflow.set_experiment(unique_name)
     image = np.random.default_rng(0).integers(0, 255, (16, 16, 3), dtype=np.uint8)
@@ -173,6 +202,38 @@ def test_logged_images_show_while_the_run_is_live(home_tracking, unique_name, da
     }
     got = summary(dashboard, unique_name, run)
     assert (got["num_logs"], got["last_step"]) == (4, 3)  # each image joined its step's row
+
+
+TRACKIO_IMAGE_RUN = """
+import numpy as np, trackio
+trackio.init(project={project!r}, name="trackio-own")
+trackio.log({{"loss": 0.5, "samples": trackio.Image(np.zeros((8, 8, 3), np.uint8), caption="c")}})
+trackio.finish()
+"""
+
+
+def test_images_are_stored_as_trackio_stores_its_own(home_tracking, unique_name, dashboard):
+    """An MLflow image row has the shape of the row `trackio.log({"samples": trackio.Image(..)})`
+    writes, and Trackio lists both keys among the run's metrics (its `get_run_summary` lists
+    every key of a run's rows): the dashboard treats them alike."""
+    subprocess.run(
+        [sys.executable, "-c", TRACKIO_IMAGE_RUN.format(project=unique_name)], check=True,
+        env={**os.environ, "TRACKIO_DIR": str(home_tracking)}, capture_output=True, timeout=120,
+    )
+    mlflow.set_experiment(unique_name)  # Trackio's project, now an MLflow experiment too
+    with mlflow.start_run(run_name="mlflow-run") as run:
+        mlflow.log_metric("loss", 0.5, step=0)
+        mlflow.log_image(np.zeros((8, 8, 3), np.uint8), key="samples", step=0)
+    shapes = {}
+    for record in dashboard("get_runs_for_project", project=unique_name):
+        (row,) = dashboard("get_logs", project=unique_name, run=record["name"],
+                           run_id=record["id"])
+        shapes[record["name"]] = sorted(row["samples"])
+        got = dashboard("get_run_summary", project=unique_name, run=record["name"],
+                        run_id=record["id"])
+        assert got["metrics"] == ["loss", "samples"], record
+    assert shapes == {name: ["_type", "caption", "file_path"]
+                      for name in ("trackio-own", run.info.run_name)}
 
 
 @pytest.mark.heavy

@@ -36,7 +36,30 @@ def _patterns():
         [("m", float(i % 7), T0 + (i * 37) % 100, i % 10) for i in range(300)],
         [("m", float(i % 7), T0 + (i * 37) % 100, i % 10) for i in range(150, 450)],
     ]
+    # A step's keys logged moments apart join one Trackio row; MLflow keeps each point's time.
+    apart = [
+        [("p", 0.9, T0, 0), ("r", 0.8, T0, 0), ("s", 0.7, T0 + 850, 0)],  # sklearn's shape
+        [("score", 0.875, T0 + 900, 0)],  # a later call at the same step
+        [("score", 0.875, T0 + 900, 0), ("p", 0.9, T0, 0)],  # retried: nothing new
+        [("s", 0.5, T0, 0)],  # a joined key at its row's own time: another point
+        [("s", 0.6, T0 + 850, 0)],  # a second value at a joined point's time
+        [("loss", float(i), T0 + 1000 + 10 * i, i) for i in range(1, 6)],  # a loop: loss, then
+        [("acc", i / 10, T0 + 1005 + 10 * i, i) for i in range(1, 6)],  # acc in another call
+        [("acc", 0.0, T0 + 1100, 3), ("n", math.nan, T0 + 1101, 3)],  # acc again: its own row
+        [("late", 1.0, T0 + 60_000, 0), ("early", 2.0, T0 - 5, 0)],  # too late, too early
+        # An epoch metric at step 1 (as Lightning logs them): rows of later steps are stamped
+        # after step 1's row, so joining it would show the point out of time order.
+        [("epoch_loss", 0.5, T0 + 1060, 1)],
+    ]
+    # One batch as `mytracker copy` sends a history, sorted by time: a step's keys at two times.
+    sorted_history = [sorted(
+        [("loss", 1.0 / (s + 1), T0 + 10 * s, s) for s in range(4)]
+        + [("grad", float(s), T0 + 5 + s, s) for s in range(3)],
+        key=lambda p: (p[2], p[3], p[0]),
+    )]
     return [
+        ("a step's keys moments apart", apart),
+        ("a history sorted by time", sorted_history),
         ("one timestamp per epoch", epoch_stamp),
         ("older than stored", older),
         ("step zero always", step_zero),
@@ -54,7 +77,9 @@ def _clamped(value):
 
 def _stored(uri, batches):
     client = MlflowClient(tracking_uri=uri)
-    run_id = client.create_run(client.create_experiment("patterns")).info.run_id
+    # Started at T0: the empty row that shows a new run in Trackio sits at (step 0, T0), where
+    # the patterns log too.
+    run_id = client.create_run(client.create_experiment("patterns"), start_time=T0).info.run_id
     for batch in batches:
         client.log_batch(run_id, metrics=[Metric(k, v, t, s) for k, v, t, s in batch])
     keys = sorted({k for batch in batches for k, *_ in batch})
@@ -69,7 +94,17 @@ def _stored(uri, batches):
         m.key: (m.timestamp, m.step, _clamped(m.value))
         for m in client.get_run(run_id).data._metric_objs
     }
-    return history, latest
+    store = client._tracking_client.store
+    pages = {}
+    for key in keys:
+        pages[key], token = [], None
+        while True:
+            page = store.get_metric_history(run_id, key, max_results=2, page_token=token)
+            pages[key].append([(m.timestamp, m.step, _clamped(m.value)) for m in page])
+            token = page.token
+            if not token:
+                break
+    return history, latest, pages
 
 
 @pytest.mark.parametrize("name,batches", _patterns(), ids=[p[0] for p in _patterns()])
@@ -95,3 +130,29 @@ def test_one_timestamp_per_epoch_stays_one_row_per_step(tmp_path):
     ).fetchone()
     assert rows == (300, 300)
     assert len(client.get_metric_history(run_id, "acc")) == 300
+
+
+def test_a_steps_keys_logged_moments_apart_stay_one_row_per_step(tmp_path):
+    """Trackio's Runs table counts rows as steps: keys of one step logged in separate calls
+    moments apart make one row, as one `trackio.log` call would; much later, after another row,
+    or a key the row already holds, starts another (MLflow's answers: test_same_points_as_mlflow_sqlite_store)."""
+    import sqlite3
+
+    batches = dict(_patterns())["a step's keys moments apart"]
+    client = MlflowClient(tracking_uri=f"trackio://{tmp_path}")
+    run_id = client.create_run(client.create_experiment("apart")).info.run_id
+    for batch in batches:
+        client.log_batch(run_id, metrics=[Metric(k, v, t, s) for k, v, t, s in batch])
+    rows = sqlite3.connect(tmp_path / "apart.db").execute(
+        "SELECT step, metrics FROM metrics WHERE run_id = ? ORDER BY id", (run_id,)
+    ).fetchall()
+    assert rows == [
+        (0, '{"p":0.9,"r":0.8,"s":0.7,"score":0.875}'),
+        (0, '{"s":0.5}'),
+        (0, '{"s":0.6}'),
+        *[(i, f'{{"loss":{float(i)},"acc":{i / 10}}}') for i in range(1, 6)],
+        (3, '{"acc":0.0,"n":"NaN"}'),
+        (0, '{"late":1.0}'),
+        (0, '{"early":2.0}'),
+        (1, '{"epoch_loss":0.5}'),
+    ]

@@ -601,7 +601,7 @@ class ProjectDB:
         (timestamp, step) order, from `start` (timestamp_ms, step) on, at most `limit` rows, or
         only those at `only`. Rows are matched by text: the caller checks the key is there."""
         table, step = metric_table(system)
-        where, args = "run_id = ? AND instr(metrics, ?) > 0", [run_id, quoted_key + ":"]
+        where, args = "", []
         if start is not None:
             # Trackio's own rows carry microseconds: those of the start's millisecond sort after
             # its text whatever their step, so within that millisecond the step decides.
@@ -613,12 +613,34 @@ class ProjectDB:
             args += [iso_from_ms(only[0]), iso_from_ms(only[0] + 1), only[1]]
         sql = (
             f"SELECT {step}, timestamp, metrics FROM {table} "
-            f"WHERE {where} ORDER BY timestamp, {step}, id"
+            f"WHERE run_id = ? AND instr(metrics, ?) > 0{where} ORDER BY timestamp, {step}, id"
         )
-        if limit is not None:
-            sql += f" LIMIT {int(limit)}"
+        limit_sql = "" if limit is None else f" LIMIT {int(limit)}"
         with self.read() as conn:
-            return conn.execute(sql, args).fetchall()
+            if system or not _has_joined_points(conn, run_id, quoted_key):
+                return conn.execute(sql + limit_sql, [run_id, quoted_key + ":", *args]).fetchall()
+            # Points that joined a row stamped earlier are read at their own time instead: those
+            # first, then the rows' other points up to the last of them (when there are `limit`:
+            # nothing later makes the page), so a page reads what its span holds.
+            joined = conn.execute(
+                "SELECT step, timestamp, metrics, row_id FROM mlflow_joined_points "
+                f"WHERE run_id = ? AND key = ?{where} "
+                "AND EXISTS (SELECT 1 FROM metrics WHERE id = row_id) "  # Trackio may delete rows
+                "ORDER BY timestamp, step, row_id" + limit_sql,
+                [run_id, quoted_key, *args],
+            ).fetchall()
+            if limit is not None and len(joined) >= limit:
+                where += " AND timestamp <= ?"
+                args.append(joined[-1][1])
+            rows = conn.execute(
+                "SELECT step, timestamp, metrics, id FROM metrics "
+                f"WHERE run_id = ? AND instr(metrics, ?) > 0{where} AND NOT EXISTS "
+                "(SELECT 1 FROM mlflow_joined_points j WHERE j.row_id = metrics.id AND j.key = ?) "
+                "ORDER BY timestamp, step, id" + limit_sql,
+                [run_id, quoted_key + ":", *args, quoted_key],
+            ).fetchall()
+            rows = sorted(rows + joined, key=lambda row: (row[1], row[0], row[3]))
+            return [row[:3] for row in rows[:limit]]
 
     def load_runs(self, run_ids: Sequence[str]) -> dict[str, RunRecord]:
         """Everything MLflow's Run entity needs, for many runs at once."""
@@ -873,7 +895,7 @@ def insert_run(
     if owner is not None:
         conn.execute("INSERT INTO mlflow_run_owners VALUES (?, ?, ?, ?)", (run["run_id"], *owner))
     # An empty metrics row makes the run appear in Trackio's dashboard at once; the run's first
-    # real row replaces it (`_drop_placeholder`), so Trackio's step count is the real one.
+    # real row replaces it (`drop_placeholder`), so Trackio's step count is the real one.
     conn.execute(
         "INSERT INTO metrics (run_id, timestamp, run_name, step, metrics, log_id) "
         "VALUES (?, ?, ?, 0, '{}', ?)",
@@ -886,7 +908,7 @@ def _placeholder_log_id(run_id: str) -> str:
     return f"mlflow-placeholder:{run_id}"
 
 
-def _drop_placeholder(conn: sqlite3.Connection, run_id: str) -> None:
+def drop_placeholder(conn: sqlite3.Connection, run_id: str) -> None:
     """Remove the run's empty metrics row, in the transaction that adds its first real one
     (one lookup in Trackio's unique log_id index, whatever the run holds). A placeholder that
     took the batch's points (same step and timestamp: `_metrics` fills open rows) stays."""
@@ -1175,6 +1197,110 @@ def stored_points(
     return found
 
 
+def _has_joined_points(conn: sqlite3.Connection, run_id: str, quoted_key: str) -> bool:
+    """Whether some of the run's points of a key joined a row stamped earlier."""
+    try:
+        found = conn.execute(
+            "SELECT 1 FROM mlflow_joined_points WHERE run_id = ? AND key = ? LIMIT 1",
+            (run_id, quoted_key),
+        ).fetchone()
+    except sqlite3.OperationalError as e:  # a file of Trackio's alone, or not yet migrated
+        if "no such table" in str(e):
+            return False
+        raise
+    return found is not None
+
+
+def joined_points(
+    conn: sqlite3.Connection, run_id: str, pairs: set[tuple[int, int]]
+) -> list[StoredPoint]:
+    """The points stored at exactly the given (step, timestamp_ms) pairs that joined a row
+    stamped earlier, each as the id of the row that shows it, its step and time, and a one-key
+    metrics JSON. One index probe per pair."""
+    found = []
+    for chunk in _chunks(sorted(pairs), 500):
+        values = ", ".join(["(?, ?)"] * len(chunk))
+        rows = conn.execute(
+            f"WITH p(step, timestamp) AS (VALUES {values}) "
+            "SELECT j.row_id, j.step, j.timestamp, j.metrics FROM p JOIN mlflow_joined_points j "
+            "ON j.run_id = ? AND j.step = p.step AND j.timestamp = p.timestamp",
+            [v for step, ts in chunk for v in (step, iso_from_ms(ts))] + [run_id],
+        )
+        found += [StoredPoint(row_id, step, ms_from_iso(ts), text) for row_id, step, ts, text in rows]
+    return found
+
+
+def joined_keys(conn: sqlite3.Connection, row_ids: Sequence[int]) -> set[tuple[int, str]]:
+    """(row id, quoted key) of the points in these rows that joined them from a later time."""
+    keys: set[tuple[int, str]] = set()
+    for chunk in _chunks(list(row_ids), 500):
+        keys.update(conn.execute(
+            "SELECT row_id, key FROM mlflow_joined_points "
+            f"WHERE row_id IN ({','.join('?' * len(chunk))})",
+            chunk,
+        ))
+    return keys
+
+
+def has_metric_rows(conn: sqlite3.Connection, run_id: str, first_step: int, last_step: int) -> bool:
+    """Whether the run has a metrics row at a step from `first_step` to `last_step`."""
+    return conn.execute(_NEAR_SQL["metrics", "step"], (run_id, first_step, last_step)).fetchone() is not None
+
+
+def last_metric_time(conn: sqlite3.Connection, run_id: str) -> str | None:
+    """The timestamp text of the run's latest metrics row (one step of Trackio's index)."""
+    return conn.execute("SELECT max(timestamp) FROM metrics WHERE run_id = ?", (run_id,)).fetchone()[0]
+
+
+def metric_rows_stamped(conn: sqlite3.Connection, run_id: str, after: str, up_to: str) -> bool:
+    """Whether the run has a metrics row stamped after `after` and up to `up_to` (texts)."""
+    return conn.execute(
+        "SELECT 1 FROM metrics WHERE run_id = ? AND timestamp > ? AND timestamp <= ? LIMIT 1",
+        (run_id, after, up_to),
+    ).fetchone() is not None
+
+
+def latest_rows_at_steps(
+    conn: sqlite3.Connection, run_id: str, steps: Iterable[int]
+) -> list[StoredPoint]:
+    """The run's most recently written metrics row at each of `steps`, where that row is one
+    mytracker wrote for metrics (no log_id: not Trackio's, not an image's, not the placeholder):
+    one probe of Trackio's (run_id, step) index per step."""
+    found = []
+    for chunk in _chunks(sorted(steps), 500):
+        values = ", ".join(["(?)"] * len(chunk))
+        rows = conn.execute(
+            f"WITH s(step) AS (VALUES {values}) SELECT m.id, m.step, m.timestamp, m.metrics "
+            "FROM s JOIN metrics m ON m.id = (SELECT id FROM metrics WHERE run_id = ? "
+            "AND step = s.step ORDER BY id DESC LIMIT 1) WHERE m.log_id IS NULL",
+            [*chunk, run_id],
+        )
+        found += [StoredPoint(row_id, step, ms_from_iso(ts), text) for row_id, step, ts, text in rows]
+    return found
+
+
+def insert_metric_row(
+    conn: sqlite3.Connection, run_id: str, run_name: str, timestamp_ms: int, step: int, text: str
+) -> int:
+    """Insert one Trackio metrics row; returns its id. (The caller drops the run's placeholder
+    once the batch's other rows are written: one of them may be filling it.)"""
+    return conn.execute(
+        "INSERT INTO metrics (run_id, run_name, timestamp, step, metrics) VALUES (?, ?, ?, ?, ?)",
+        (run_id, run_name, iso_from_ms(timestamp_ms), step, text),
+    ).lastrowid
+
+
+def insert_joined_points(conn: sqlite3.Connection, run_id: str, points: list[tuple]) -> None:
+    """Record points shown in a row stamped earlier, given as (row id, quoted key, step,
+    timestamp_ms, one-key metrics JSON)."""
+    conn.executemany(
+        "INSERT INTO mlflow_joined_points (row_id, key, run_id, step, timestamp, metrics) "
+        "VALUES (?, ?, ?, ?, ?, ?)",
+        [(row_id, key, run_id, step, iso_from_ms(ts), text)
+         for row_id, key, step, ts, text in points],
+    )
+
+
 def _count_up_to(conn, column: str, run_id: str, values: list, cap: int) -> int:
     """How many metrics rows the run has at `values` of `column` (Trackio indexes both step
     and timestamp with run_id), counting no further than `cap`: an index-only scan."""
@@ -1205,7 +1331,7 @@ def insert_metric_rows(conn: sqlite3.Connection, run_id: str, run_name: str, row
     values[0::3] = iso_texts(rows[0::3])
     table = "metrics (run_id, run_name, timestamp, step, metrics)"
     _insert_values(conn, table, (run_id, run_name), 3, values)
-    _drop_placeholder(conn, run_id)
+    drop_placeholder(conn, run_id)
 
 
 def insert_system_rows(conn: sqlite3.Connection, run_id: str, run_name: str, rows: list) -> None:
@@ -1249,7 +1375,7 @@ def insert_media_rows(conn: sqlite3.Connection, rows: list[tuple]) -> int:
     is taken) is skipped: publishing again adds nothing."""
     added = 0
     for run_id in {row[0] for row in rows}:
-        _drop_placeholder(conn, run_id)
+        drop_placeholder(conn, run_id)
     for run_id, timestamp, run_name, step, text, log_id in rows:
         ((key, value),) = json.loads(text).items()
         shown = conn.execute(

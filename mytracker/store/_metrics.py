@@ -9,6 +9,7 @@ latest value per key is kept beside them (``mlflow_latest_metrics``), in the sam
 from __future__ import annotations
 
 import base64
+import bisect
 import json
 import operator
 from collections.abc import Sequence
@@ -28,6 +29,7 @@ from mytracker.store._trackio import (
     SYSTEM_STEP_KEY,
     clamped,
     finite,
+    iso_from_ms,
     json_numbers,
     mlflow_metric_key,
     ms_from_iso,
@@ -216,12 +218,15 @@ def _group_rows(points: list, quoted: dict, system_keys: set, open_rows: dict) -
 def _stored_points(conn, run_id: str, systems: set[bool], pairs: set[tuple[int, int]]):
     """The points already stored at the batch's (step, timestamp) pairs, as a (key, step, ts,
     value) set, and the rows there that only hold numbers (they may take more keys of their step
-    and timestamp) as (row id, values) by (system, step, timestamp)."""
+    and timestamp) as (row id, values) by (system, step, timestamp). A point that joined a row
+    stamped earlier counts at its own time, not at its row's."""
     stored = set()
     open_rows: dict[tuple, list[tuple[int, dict]]] = {}
     for system in systems:
         prefix = SYSTEM_PREFIX if system else ""
-        for row_id, step, ts, text in _db.stored_points(conn, system, run_id, pairs):
+        rows = _db.stored_points(conn, system, run_id, pairs)
+        joined = _db.joined_keys(conn, [row.row_id for row in rows]) if rows and not system else ()
+        for row_id, step, ts, text in rows:
             data = orjson.loads(text)
             numeric = True
             for trackio_key, raw in data.items():
@@ -231,11 +236,18 @@ def _stored_points(conn, run_id: str, systems: set[bool], pairs: set[tuple[int, 
                 if value is None:
                     numeric = False
                     continue
+                if joined and (row_id, quoted_key(trackio_key)) in joined:
+                    continue
                 key = prefix + mlflow_metric_key(trackio_key)
                 stored.add((key, step, ts, value if value == value else _NAN))
             if numeric:
                 row_values = {quoted_key(k): number_from_json(v) for k, v in data.items()}
                 open_rows.setdefault((system, step, ts), []).append((row_id, row_values))
+        if not system:
+            for _, step, ts, text in _db.joined_points(conn, run_id, pairs):
+                ((trackio_key, raw),) = orjson.loads(text).items()
+                value = number_from_json(raw)
+                stored.add((mlflow_metric_key(trackio_key), step, ts, value if value == value else _NAN))
     return stored, open_rows
 
 
@@ -249,9 +261,15 @@ def log_metrics(conn, run_id: str, run_name: str, columns: tuple) -> int:
     # MLflow's SQL store keeps them (so a retried batch changes nothing). Stored rows of the
     # batch's (step, timestamp) pairs that only hold metrics can take more keys: a step whose
     # keys arrive in two batches stays one Trackio row. Only those pairs are looked up.
-    stored, open_rows = _stored_points(
-        conn, run_id, {e[0] for e in encodings.values()}, set(zip(steps, timestamps))
-    )
+    # Without metrics rows at the batch's steps (the common case: new steps) no metric point of
+    # the batch is stored and none can join a row: one range check settles it.
+    step_rows = _db.has_metric_rows(conn, run_id, min(steps), max(steps))
+    systems = {e[0] for e in encodings.values()}
+    if not step_rows:
+        systems.discard(False)
+    stored, open_rows = set(), {}
+    if systems:
+        stored, open_rows = _stored_points(conn, run_id, systems, set(zip(steps, timestamps)))
     if stored:
         new = [
             (k, v, t, s)
@@ -263,6 +281,16 @@ def log_metrics(conn, run_id: str, run_name: str, columns: tuple) -> int:
         keys, values, timestamps, steps = zip(*new)
     quoted = {key: encoding[1] for key, encoding in encodings.items()}
     system_keys = {key for key, encoding in encodings.items() if encoding[0]}
+    taken = {(step, ts) for _, step, ts, _ in stored} | {(s, t) for _, s, t in open_rows}
+    joined, rest = _join_step_rows(
+        conn, run_id, run_name, (keys, values, timestamps, steps), quoted, system_keys, taken,
+        step_rows,
+    )
+    if joined:
+        if not rest:
+            _db.drop_placeholder(conn, run_id)
+            return joined
+        keys, values, timestamps, steps = zip(*rest)
     # Points in strictly increasing (step, timestamp) order (mostly decided by the steps
     # alone) each have their own rank, and a key's last point is its latest.
     in_order = all(map(operator.lt, steps, islice(steps, 1, None)))
@@ -317,6 +345,13 @@ def log_metrics(conn, run_id: str, run_name: str, columns: tuple) -> int:
         _db.insert_metric_rows(conn, run_id, run_name, metric_rows)
     if system_rows:
         _db.insert_system_rows(conn, run_id, run_name, system_rows)
+    _upsert_latest(conn, run_id, latest)
+    if joined:  # after the rows above: the placeholder may have taken some of their points
+        _db.drop_placeholder(conn, run_id)
+    return written + joined
+
+
+def _upsert_latest(conn, run_id: str, latest: dict[str, tuple]) -> None:
     _db.upsert_latest_metrics(
         conn,
         run_id,
@@ -325,7 +360,118 @@ def log_metrics(conn, run_id: str, run_name: str, columns: tuple) -> int:
             for key, ((step, ts), value) in latest.items()
         ],
     )
-    return written
+
+
+# A step's keys logged this soon after its Trackio row was stamped join that row.
+JOIN_WINDOW_MS = 10_000
+
+
+def _join_step_rows(
+    conn, run_id: str, run_name: str, columns: tuple, quoted: dict, system_keys: set, taken: set,
+    step_rows: bool,
+) -> tuple[int, list]:
+    """Write the points that join a row of their step, and the rows they join; returns how many
+    points were written and the other points, as (key, value, timestamp_ms, step), for the
+    caller to write.
+
+    Trackio's dashboard counts a run's rows as its steps, as one `trackio.log` call makes one
+    row. MLflow's callers often log a step's keys in several calls moments apart (scikit-learn's
+    autolog logs its step-0 training metrics at three times), so the rule is: points of a step,
+    taken in time order, join the latest row of that step (stored, or started by this batch)
+    when that row was stamped at most JOIN_WINDOW_MS earlier, holds none of their keys, and is
+    the run's last row before their time (no other row stamped in between). The
+    row keeps its time; each joined point keeps its own for MLflow in `mlflow_joined_points`,
+    where histories and deduplication read it. Steps with a (step, timestamp) already stored, or
+    a key twice at one time, keep one row per (step, timestamp). The lookup is one index probe
+    of the latest row per step of the batch.
+    """
+    keys, values, timestamps, steps = columns
+    metric_steps = set(steps)
+    if system_keys:
+        metric_steps = {s for k, s in zip(keys, steps) if k not in system_keys}
+    in_batch = len(metric_steps) < len(keys) and len(set(zip(steps, timestamps))) > len(
+        set(steps)
+    )
+    if not (in_batch or step_rows) or not metric_steps:
+        return 0, []
+    hosts = {}
+    if step_rows:
+        hosts = {row.step: row for row in _db.latest_rows_at_steps(conn, run_id, metric_steps)}
+    if not (in_batch or hosts):
+        return 0, []
+    by_step: dict[int, dict[int, list[int]]] = {}
+    for i, (key, ts, step) in enumerate(zip(keys, timestamps, steps)):
+        if key not in system_keys:
+            by_step.setdefault(step, {}).setdefault(ts, []).append(i)
+    # A point joins a row only when no other row of the run is stamped between the two (so
+    # Trackio, which orders rows by time, shows every row where it was): neither a row of
+    # another step of the batch, nor a stored row (looked up only when some is that recent).
+    batch_times = sorted({(ts, step) for step, by_ts in by_step.items() for ts in by_ts})
+    last_stored = _db.last_metric_time(conn, run_id)
+
+    def nothing_between(step: int, row_ms: int, ts: int) -> bool:
+        i = bisect.bisect_right(batch_times, (row_ms, _MAX_STEP))
+        while i < len(batch_times) and batch_times[i][0] <= ts:
+            if batch_times[i][1] != step:
+                return False
+            i += 1
+        row_text = iso_from_ms(row_ms)
+        return (
+            last_stored is None or last_stored <= row_text
+            or not _db.metric_rows_stamped(conn, run_id, row_text, iso_from_ms(ts))
+        )
+
+    rows = []  # [stored row or None, its timestamp_ms, its keys, own points, joined points]
+    for step, by_ts in by_step.items():
+        if any((step, ts) in taken or len({keys[i] for i in group}) < len(group)
+               for ts, group in by_ts.items()):
+            continue
+        row = None
+        if step in hosts:
+            host = hosts[step]
+            row = [host, host.timestamp_ms, set(map(quoted_key, orjson.loads(host.text))), [], []]
+            rows.append(row)
+        for ts in sorted(by_ts):
+            group = by_ts[ts]
+            group_keys = {quoted[keys[i]] for i in group}
+            if (
+                row and 0 < ts - row[1] <= JOIN_WINDOW_MS and not group_keys & row[2]
+                and nothing_between(step, row[1], ts)
+            ):
+                row[2] |= group_keys
+                row[4] += group
+            else:
+                row = [None, ts, group_keys, group, []]
+                rows.append(row)
+
+    done, updates, joined_points = set(), [], []
+    for host, ts, _, own, joiners in rows:
+        if not joiners:
+            continue
+        texts = list(json_numbers([values[i] for i in own + joiners]))
+        fields = [quoted[keys[i]] + ":" + text for i, text in zip(own + joiners, texts)]
+        step = steps[joiners[0]]
+        if host is None:
+            row_id = _db.insert_metric_row(
+                conn, run_id, run_name, ts, step, "{" + ",".join(fields) + "}"
+            )
+        else:
+            text = host.text.decode() if isinstance(host.text, bytes) else host.text
+            text = text.rstrip()[:-1].rstrip()
+            row_id = host.row_id
+            updates.append((row_id, text + ("" if text == "{" else ",") + ",".join(fields) + "}"))
+        joined_points += [
+            (row_id, quoted[keys[i]], step, timestamps[i], "{" + quoted[keys[i]] + ":" + text + "}")
+            for i, text in zip(joiners, texts[len(own):])
+        ]
+        done.update(own + joiners)
+    if not done:
+        return 0, []
+    _db.update_rows(conn, False, updates)
+    _db.insert_joined_points(conn, run_id, joined_points)
+    points = list(zip(keys, values, timestamps, steps))
+    _upsert_latest(conn, run_id, _latest_points([points[i] for i in done]))
+    return len(done), [point for i, point in enumerate(points) if i not in done]
 
 
 # --- reading ------------------------------------------------------------------------------------

@@ -121,6 +121,25 @@ MIGRATIONS: list[tuple[str, str]] = [
         ) WITHOUT ROWID;
         """,
     ),
+    (
+        "0005_joined_points",
+        # Metric points shown in a Trackio row stamped earlier than they were (a step's keys
+        # logged moments apart make one row, see _metrics): each point as MLflow logged it, as a
+        # one-key row with its own time, and the id of the Trackio row that shows it.
+        """
+        CREATE TABLE mlflow_joined_points (
+            row_id INTEGER NOT NULL,
+            key TEXT NOT NULL,
+            run_id TEXT NOT NULL,
+            step INTEGER NOT NULL,
+            timestamp TEXT NOT NULL,
+            metrics TEXT NOT NULL,
+            PRIMARY KEY (row_id, key)
+        ) WITHOUT ROWID;
+        CREATE INDEX mlflow_joined_points_key ON mlflow_joined_points(run_id, key, timestamp, step);
+        CREATE INDEX mlflow_joined_points_step ON mlflow_joined_points(run_id, step, timestamp);
+        """,
+    ),
 ]
 
 
