@@ -274,6 +274,8 @@ class _Checkpointer:
 
     def written(self, path: Path) -> None:
         """Note a commit to `path`: it is checkpointed within about CHECKPOINT_DELAY_S."""
+        if self._wake.is_set() and path in self._written:  # due already, after this commit
+            return
         with self._lock:
             self._written.add(path)
             if self._thread is None or not self._thread.is_alive():  # none yet, or forked
