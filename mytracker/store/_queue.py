@@ -1,6 +1,12 @@
 """Asynchronous logging owned by the store: ``log_batch_async`` appends to a buffer and one
 writer thread writes what gathered, every ``INTERVAL_S``, in one transaction per run.
 
+What waits in the buffer outlives the call that queued it, and Python's cyclic garbage collector
+scans every object that survives its young generations again in each full collection (with
+MLflow imported, hundreds of thousands of objects): so a queued batch holds as few objects as
+it can: the caller's handle (a ``BatchResult`` in MLflow's ``RunOperations``) is not kept, and
+the batches gathered together share one ``_Gathered``.
+
 MLflow's own queue (``AbstractStore._async_logging_queue``) hands every call to a pool of ten
 threads and a second pool of ten that waits for each: more work per call than the store's
 synchronous ``log_batch``. Here a call costs a list append and a future; the points reach the
@@ -14,7 +20,6 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future
 from typing import NamedTuple
 
 _logger = logging.getLogger(__name__)
@@ -24,19 +29,54 @@ _logger = logging.getLogger(__name__)
 INTERVAL_S = 0.01
 
 
+class _Gathered:
+    """The batches written together: whether they are written, and which of them failed."""
+
+    __slots__ = ("written", "errors")
+
+    def __init__(self) -> None:
+        self.written = threading.Event()
+        self.errors: dict[int, BaseException] = {}
+
+
+class BatchResult:
+    """One queued batch's outcome, as MLflow's ``RunOperations.wait()`` asks a future for it:
+    ``result()`` returns once the batch is written and raises what stopped it."""
+
+    __slots__ = ("_gathered", "_index")
+
+    def __init__(self, gathered: _Gathered, index: int):
+        self._gathered, self._index = gathered, index
+
+    def done(self) -> bool:
+        return self._gathered.written.is_set()
+
+    def result(self, timeout: float | None = None) -> None:
+        if not self._gathered.written.wait(timeout):
+            raise TimeoutError("the queued batch is not written yet")
+        error = self._gathered.errors.get(self._index)
+        if error is not None:
+            raise error
+
+
 class QueuedBatch(NamedTuple):
     run_id: str
     metrics: list
     params: list
     tags: list
-    future: Future
+    gathered: _Gathered
+    index: int
+
+    def fail(self, error: BaseException) -> None:
+        """What its caller's ``result()`` raises."""
+        self.gathered.errors[self.index] = error
 
 
 class BatchQueue:
     """Batches waiting to be written, and the thread that writes them.
 
-    `write(batches)` gets the batches in the order they were logged and must settle each
-    one's future (result or exception). `flush()` writes everything logged before it, in the
+    `write(batches)` gets the batches in the order they were logged and calls `fail` on each
+    that could not be written; when it returns, they are all settled. `flush()` writes everything logged before it, in the
     calling thread, and returns when it is written; it and the writer thread never write at the
     same time, so batches land in order.
     """
@@ -48,25 +88,26 @@ class BatchQueue:
     def _reset(self) -> None:
         self._pid = os.getpid()
         self._pending: list[QueuedBatch] = []
-        self._lock = threading.Lock()  # guards _pending
+        self._gathered = _Gathered()
+        self._lock = threading.Lock()  # guards _pending and _gathered
         self._write_lock = threading.Lock()  # one writer at a time: the thread or a flush
         self._ready = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def append(self, run_id: str, metrics: list, params: list, tags: list) -> Future:
+    def append(self, run_id: str, metrics: list, params: list, tags: list) -> BatchResult:
         if self._pid != os.getpid():  # a forked child: its parent's thread does not exist here
             self._reset()
-        future: Future = Future()
         with self._lock:
-            self._pending.append(QueuedBatch(run_id, metrics, params, tags, future))
-            if len(self._pending) == 1:
+            index = len(self._pending)
+            self._pending.append(QueuedBatch(run_id, metrics, params, tags, self._gathered, index))
+            if index == 0:
                 if self._thread is None:
                     self._thread = threading.Thread(
                         target=self._run, name="mytracker-trackio-writer", daemon=True
                     )
                     self._thread.start()
                 self._ready.set()
-        return future
+            return BatchResult(self._gathered, index)
 
     def flush(self) -> None:
         """Write everything appended so far, before returning."""
@@ -78,15 +119,17 @@ class BatchQueue:
     def _write_pending(self) -> None:
         with self._lock:
             batches, self._pending = self._pending, []
+            gathered, self._gathered = self._gathered, _Gathered()
             self._ready.clear()
         if batches:
             try:
                 self._write(batches)
-            except Exception as e:  # `write` settles futures itself; this is a bug in it
+            except Exception as e:  # `write` settles the batches itself; this is a bug in it
                 _logger.exception("Failed to write %d queued batches", len(batches))
                 for batch in batches:
-                    if not batch.future.done():
-                        batch.future.set_exception(e)
+                    gathered.errors.setdefault(batch.index, e)
+            finally:
+                gathered.written.set()
 
     def _run(self) -> None:
         while True:

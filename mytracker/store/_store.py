@@ -799,7 +799,7 @@ class TrackioStore(AbstractStore):
         """The writer's side of `log_batch_async`: each run's batches in one transaction, as
         consecutive `log_batch` calls would write them. If that fails, each batch is written
         alone, so a bad batch fails only its own caller; failures are logged, as MLflow's
-        queue logs them, and set on the caller's future."""
+        queue logs them, and raised by the caller's `RunOperations.wait()`."""
         by_run: dict[str, list[QueuedBatch]] = {}
         for item in queued:
             by_run.setdefault(item.run_id, []).append(item)
@@ -817,10 +817,8 @@ class TrackioStore(AbstractStore):
                     if group is items and len(items) > 1:
                         continue  # now one at a time
                     _logger.error("Run Id %s: Failed to log run data: Exception: %s", run_id, e)
-                    group[0].future.set_exception(e)
+                    group[0].fail(e)
                 else:
-                    for item in group:
-                        item.future.set_result(None)
                     if group is items:
                         break
 
