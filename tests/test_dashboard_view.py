@@ -290,4 +290,7 @@ def test_logged_model_files_are_listed_in_the_files_view(home_tracking, unique_n
     project = mlflow.get_experiment(run.info.experiment_id).name.replace(" ", "")
     files = {f["name"] for f in dashboard("get_project_files", project=project)}
     folder = f"mlflow/models/{info.model_id}/artifacts"
-    assert {f"{folder}/MLmodel", f"{folder}/model.skops", f"{folder}/requirements.txt"} <= files, files
+    # The model's own files, as MLflow lists them (the weights' format depends on MLflow's
+    # version: model.pkl, or model.skops from 3.17 on)
+    logged = {f"{folder}/{a.path}" for a in MlflowClient().list_logged_model_artifacts(info.model_id)}
+    assert {f"{folder}/MLmodel", f"{folder}/requirements.txt"} < logged <= files, files

@@ -250,7 +250,8 @@ def test_sklearn_log_model_and_load_back(tracking, fitted, mlflow_warnings):
             model, name="model", input_example=X[:2], pip_requirements=["scikit-learn"]
         )
         mlflow.log_metric("acc", 0.9, model_id=info.model_id)
-    assert mlflow_warnings == []
+    # Nothing from the store; MLflow < 3.17's sklearn flavor advises against pickle on any store.
+    assert [w for w in mlflow_warnings if not w.startswith("mlflow.sklearn: ")] == []
     expected = model.predict(X)
     by_run = mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/model")
     by_id = mlflow.pyfunc.load_model(f"models:/{info.model_id}")
@@ -457,6 +458,8 @@ def test_listings_of_unsupported_areas_check_experiment_ids_like_mlflow_sqlite(t
         ("list_scorers_across_experiments", True), ("search_issues", False),
         ("list_label_schemas", False), ("list_review_queues", False),
     ]
+    # Those the installed MLflow's own store has (older MLflow has fewer of them)
+    listings = [(name, takes_list) for name, takes_list in listings if hasattr(SqlAlchemyStore, name)]
     outcomes = []
     for uri in (f"sqlite:///{tmp_path}/mlflow.db", f"trackio://{tmp_path}/trackio"):
         client = MlflowClient(tracking_uri=uri)
@@ -476,11 +479,12 @@ def test_listings_of_unsupported_areas_check_experiment_ids_like_mlflow_sqlite(t
                 answers.append((name, label, answer))
         outcomes.append(answers)
     expected, actual = outcomes
-    # MLflow's SQL store fails on a malformed trace-listing id inside int() (INTERNAL_ERROR, an
-    # HTTP 500); the Trackio store names the bad id as every other call does.
-    malformed_traces = ("search_traces", "malformed")
-    assert dict(((n, l), a) for n, l, a in expected)[malformed_traces] == "INTERNAL_ERROR"
-    assert dict(((n, l), a) for n, l, a in actual)[malformed_traces] == "INVALID_PARAMETER_VALUE"
-    assert [a for a in actual if a[:2] != malformed_traces] == [
-        a for a in expected if a[:2] != malformed_traces
-    ]
+    # A malformed id: the Trackio store names it as every other call does. MLflow's SQL store
+    # fails on some inside int() (INTERNAL_ERROR, an HTTP 500: trace listings; issue listings
+    # before 3.13) and older versions accept it in others (scorers across experiments in 3.13).
+    assert ("search_traces", "malformed", "INTERNAL_ERROR") in expected
+    for (name, label, theirs), ours in zip(expected, actual):
+        if label == "malformed" and theirs in ("INTERNAL_ERROR", "answered"):
+            assert ours[2] in (theirs, "INVALID_PARAMETER_VALUE"), ours
+        else:
+            assert ours == (name, label, theirs)
