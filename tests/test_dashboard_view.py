@@ -294,3 +294,29 @@ def test_logged_model_files_are_listed_in_the_files_view(home_tracking, unique_n
     # version: model.pkl, or model.skops from 3.17 on)
     logged = {f"{folder}/{a.path}" for a in MlflowClient().list_logged_model_artifacts(info.model_id)}
     assert {f"{folder}/MLmodel", f"{folder}/requirements.txt"} < logged <= files, files
+
+
+def test_logged_tables_show_in_trackios_table_view(home_tracking, unique_name, dashboard):
+    """`mlflow.log_table` reaches Trackio's table view as its own `trackio.Table` would: a list
+    of row dicts under the table's path, in the step's row while the run is live (Steps stays
+    1); the table appended to later shows whole after the run, once."""
+    mlflow.set_experiment(unique_name)
+    with mlflow.start_run(run_name="eval") as run:
+        mlflow.log_metric("accuracy", 0.75, step=0)
+        mlflow.log_table({"question": ["2+2?", "capital?"], "score": [1.0, 0.5]},
+                         artifact_file="eval/answers.json")
+        (row,) = dashboard("get_logs", project=unique_name, run="eval", run_id=run.info.run_id)
+        table = row["eval/answers"]
+        assert table["_type"] == "trackio.table"
+        assert table["_value"] == [{"question": "2+2?", "score": 1.0},
+                                   {"question": "capital?", "score": 0.5}]
+        assert row["accuracy"] == 0.75
+        mlflow.log_table({"question": ["3*3?"], "score": [0.0]}, artifact_file="eval/answers.json")
+    rows = dashboard("get_logs", project=unique_name, run="eval", run_id=run.info.run_id)
+    shown = [r["eval/answers"]["_value"] for r in rows if "eval/answers" in r]
+    assert [len(t) for t in shown] == [2, 3]  # each version once, the last one whole
+    assert shown[-1][-1] == {"question": "3*3?", "score": 0.0}
+    # MLflow reads its own table back unchanged
+    assert mlflow.load_table("eval/answers.json", run_ids=[run.info.run_id])["score"].tolist() == [
+        1.0, 0.5, 0.0
+    ]

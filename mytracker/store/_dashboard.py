@@ -47,7 +47,8 @@ _SERVER_ARTIFACT_DESTINATION = "_MLFLOW_SERVER_ARTIFACT_DESTINATION"
 
 __all__ = [
     "IMAGE_SUFFIXES", "default_artifact_location", "image_rows", "local_artifact_dir",
-    "publish_run_images", "refresh_config", "run_artifact_uri", "wait_for_artifact_writes",
+    "publish_run_images", "refresh_config", "run_artifact_uri", "table_rows",
+    "wait_for_artifact_writes",
 ]
 
 
@@ -230,6 +231,39 @@ def image_rows(
         text = json.dumps({key: value}, separators=(",", ":"))
         log_id = f"mlflow-artifact:{run_id}:{relative}"
         rows.append((run_id, iso_from_ms(timestamp_ms), run_name, step, text, log_id))
+    return rows
+
+
+def table_rows(
+    run_id: str, run_name: str, artifact_uri: str | None, logged_artifacts: str | None
+) -> list[tuple]:
+    """Metrics rows that show the run's `mlflow.log_table` tables in Trackio's table view, as
+    `image_rows` gives them: each JSON table the run's `mlflow.loggedArtifacts` tag lists, read
+    from its local artifact directory, as Trackio's own `trackio.Table` stores one (a list of
+    row dicts) under the artifact's path without ".json", at step 0. A table that grew since
+    (MLflow appends to the file) is shown again, whole; one that cannot be read is left out."""
+    root = local_artifact_dir(artifact_uri)
+    try:
+        listed = json.loads(logged_artifacts or "[]")
+    except ValueError:
+        return []
+    rows = []
+    for entry in listed if root is not None and isinstance(listed, list) else []:
+        path = entry.get("path") if isinstance(entry, dict) else None
+        if entry.get("type") != "table" or not isinstance(path, str) or not path.endswith(".json"):
+            continue
+        try:
+            file = root / path
+            stat = file.stat()
+            table = json.loads(file.read_text())
+            data = [dict(zip(table["columns"], values)) for values in table["data"]]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        version = f"{path}@{stat.st_mtime_ns}:{stat.st_size}"  # tells a shown table apart
+        value = {"_type": "trackio.table", "_value": data, "source": version}
+        text = json.dumps({path[: -len(".json")]: value}, separators=(",", ":"))
+        log_id = f"mlflow-table:{run_id}:{version}"
+        rows.append((run_id, iso_from_ms(stat.st_mtime_ns // 1_000_000), run_name, 0, text, log_id))
     return rows
 
 

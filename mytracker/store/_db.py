@@ -1369,7 +1369,7 @@ def upsert_latest_metrics(
 
 
 def insert_media_rows(conn: sqlite3.Connection, rows: list[tuple]) -> int:
-    """Show images, given as metrics rows (run_id, timestamp, run_name, step, metrics JSON of
+    """Show images and tables, given as metrics rows (run_id, timestamp, run_name, step, metrics JSON of
     one key, log_id), in the caller's transaction; returns how many were new. As Trackio keeps
     what one `trackio.log` call logs, an image joins the run's latest row of its step when that
     row does not have its key (so Trackio counts a step once), else it gets a row of its own.
@@ -1380,9 +1380,10 @@ def insert_media_rows(conn: sqlite3.Connection, rows: list[tuple]) -> int:
         drop_placeholder(conn, run_id)
     for run_id, timestamp, run_name, step, text, log_id in rows:
         ((key, value),) = json.loads(text).items()
+        marker = value.get("file_path") or value["source"]  # an image's file, a table's version
         shown = conn.execute(
             "SELECT 1 FROM metrics WHERE run_id = ? AND step = ? AND instr(metrics, ?) LIMIT 1",
-            (run_id, step, json.dumps(value["file_path"], ensure_ascii=False)),
+            (run_id, step, json.dumps(marker, ensure_ascii=False)),
         ).fetchone()
         if shown or conn.execute("SELECT 1 FROM metrics WHERE log_id = ?", (log_id,)).fetchone():
             continue

@@ -64,7 +64,11 @@ from mlflow.store.tracking import SEARCH_LOGGED_MODEL_MAX_RESULTS_DEFAULT
 from mlflow.store.tracking import SEARCH_MAX_RESULTS_DEFAULT, SEARCH_MAX_RESULTS_THRESHOLD
 from mlflow.store.tracking.abstract_store import AbstractStore
 from mlflow.utils.async_logging.run_operations import RunOperations
-from mlflow.utils.mlflow_tags import MLFLOW_LOGGED_IMAGES, MLFLOW_LOGGED_MODELS
+from mlflow.utils.mlflow_tags import (
+    MLFLOW_LOGGED_ARTIFACTS,
+    MLFLOW_LOGGED_IMAGES,
+    MLFLOW_LOGGED_MODELS,
+)
 from mlflow.utils.mlflow_tags import MLFLOW_RUN_NAME
 from mlflow.utils.name_utils import _generate_random_name
 from mlflow.utils.search_utils import SearchExperimentsUtils, SearchUtils
@@ -739,11 +743,17 @@ class TrackioStore(AbstractStore):
 
     @staticmethod
     def _publish_images(db: ProjectDB, row: _db.RunRow, only_logged_images: bool = False) -> None:
-        """Show a run's images in Trackio's Media view. The artifact files are read before the
-        (short) write transaction, not inside it."""
+        """Show a run's images in Trackio's Media view and its `log_table` tables in its table
+        view. The artifact files are read before the (short) write transaction, not inside it."""
         rows = _dashboard.image_rows(
             db.path, row.run_id, row.name, row.artifact_uri, only_logged_images
         )
+        with db.read() as conn:
+            listed = _db.run_tags(conn, row.run_id, [MLFLOW_LOGGED_ARTIFACTS])
+        if listed:
+            rows += _dashboard.table_rows(
+                row.run_id, row.name, row.artifact_uri, listed[MLFLOW_LOGGED_ARTIFACTS]
+            )
         if rows:
             with db.write() as conn:
                 _db.insert_media_rows(conn, rows)
@@ -851,7 +861,8 @@ class TrackioStore(AbstractStore):
         new_names = [b.new_name for b in batches if b.new_name]
         if new_names:
             _db.rename_run_rows(db, run_id, new_names[-1])
-        if self._images_due(run_id, [t for b in batches for t in b.tags]):
+        tags = [t for b in batches for t in b.tags]
+        if self._images_due(run_id, tags) or any(t.key == MLFLOW_LOGGED_ARTIFACTS for t in tags):
             with db.read() as conn:
                 row = _db.run_row(conn, run_id)
             self._publish_images(db, row, True)
