@@ -1219,17 +1219,14 @@ def joined_points(
     """The points stored at exactly the given (step, timestamp_ms) pairs that joined a row
     stamped earlier, each as the id of the row that shows it, its step and time, and a one-key
     metrics JSON. One index probe per pair."""
-    found = []
-    for chunk in _chunks(sorted(pairs), 500):
-        values = ", ".join(["(?, ?)"] * len(chunk))
-        rows = conn.execute(
-            f"WITH p(step, timestamp) AS (VALUES {values}) "
-            "SELECT j.row_id, j.step, j.timestamp, j.metrics FROM p JOIN mlflow_joined_points j "
-            "ON j.run_id = ? AND j.step = p.step AND j.timestamp = p.timestamp",
-            [v for step, ts in chunk for v in (step, iso_from_ms(ts))] + [run_id],
-        )
-        found += [StoredPoint(row_id, step, ms_from_iso(ts), text) for row_id, step, ts, text in rows]
-    return found
+    return _points_for_values(
+        conn,
+        "WITH p(step, timestamp) AS (VALUES {values}) "
+        "SELECT j.row_id, j.step, j.timestamp, j.metrics FROM p JOIN mlflow_joined_points j "
+        "ON j.run_id = ? AND j.step = p.step AND j.timestamp = p.timestamp",
+        [(step, iso_from_ms(ts)) for step, ts in sorted(pairs)],
+        run_id,
+    )
 
 
 def joined_keys(conn: sqlite3.Connection, row_ids: Sequence[int]) -> set[tuple[int, str]]:
@@ -1268,15 +1265,25 @@ def latest_rows_at_steps(
     """The run's most recently written metrics row at each of `steps`, where that row is one
     mytracker wrote for metrics (no log_id: not Trackio's, not an image's, not the placeholder):
     one probe of Trackio's (run_id, step) index per step."""
+    return _points_for_values(
+        conn,
+        "WITH s(step) AS (VALUES {values}) SELECT m.id, m.step, m.timestamp, m.metrics "
+        "FROM s JOIN metrics m ON m.id = (SELECT id FROM metrics WHERE run_id = ? "
+        "AND step = s.step ORDER BY id DESC LIMIT 1) WHERE m.log_id IS NULL",
+        [(step,) for step in sorted(steps)],
+        run_id,
+    )
+
+
+def _points_for_values(
+    conn: sqlite3.Connection, sql: str, tuples: list[tuple], run_id: str
+) -> list[StoredPoint]:
+    """Run `sql`, whose `{values}` is a VALUES list of the tuples and whose last parameter is the
+    run id, 500 tuples at a time; its (row id, step, timestamp text, metrics) rows as points."""
     found = []
-    for chunk in _chunks(sorted(steps), 500):
-        values = ", ".join(["(?)"] * len(chunk))
-        rows = conn.execute(
-            f"WITH s(step) AS (VALUES {values}) SELECT m.id, m.step, m.timestamp, m.metrics "
-            "FROM s JOIN metrics m ON m.id = (SELECT id FROM metrics WHERE run_id = ? "
-            "AND step = s.step ORDER BY id DESC LIMIT 1) WHERE m.log_id IS NULL",
-            [*chunk, run_id],
-        )
+    for chunk in _chunks(tuples, 500):
+        values = ", ".join(["(" + ", ".join("?" * len(chunk[0])) + ")"] * len(chunk))
+        rows = conn.execute(sql.format(values=values), [v for t in chunk for v in t] + [run_id])
         found += [StoredPoint(row_id, step, ms_from_iso(ts), text) for row_id, step, ts, text in rows]
     return found
 
