@@ -196,3 +196,130 @@ def test_a_new_experiment_file_is_what_the_step_by_step_way_makes(data_dir, stor
     assert out.stdout.strip().splitlines()[-1] == "['made-fast'] ['from-trackio'] [0.5, 0.75]"
     runs = client.search_runs([experiment_id])
     assert [(r.info.run_name, r.data.metrics) for r in runs] == [("from-trackio", {"acc": 0.75})]
+
+
+def test_an_unchanged_directory_is_listed_without_looking_at_its_files(populated, store_uri):
+    """Once the index matches the directory, a listing reads the index alone: no project file
+    is opened or even `stat`ed, however many there are (a call costs what its own data costs)."""
+    out, opened = _in_fresh_process(
+        store_uri,
+        """
+        import os, time
+        client.search_experiments(max_results=1000)  # the index learns this process's opening
+        time.sleep(0.1)
+        stats = []
+        real_stat = os.stat
+        def counting_stat(path, *args, **kwargs):
+            if str(path).endswith(".db"):
+                stats.append(str(path))
+            return real_stat(path, *args, **kwargs)
+        os.stat = counting_stat
+        for _ in range(3):
+            print(len(client.search_experiments(max_results=1000)))
+        print("STATS", len(stats))
+        """,
+    )
+    assert out == [str(N_EXPERIMENTS + 1)] * 3 + ["STATS 0"]
+    assert opened == 0
+
+
+def test_a_file_replaced_under_its_name_is_read_again(populated, store_uri, data_dir, tmp_path):
+    """A project file replaced by another (a backup moved into place) is a new file: the listing
+    reads it, though the directory's other files are trusted."""
+    client = MlflowClient(tracking_uri=store_uri)
+    assert "team-3" in {e.name for e in client.search_experiments(max_results=1000)}
+    copy = tmp_path / "team-3-restored.db"
+    source, restored = sqlite3.connect(data_dir / "team-3.db"), sqlite3.connect(copy)
+    source.backup(restored)
+    source.close()
+    restored.execute("UPDATE mlflow_experiment SET name = 'team-3-restored'")
+    restored.commit()
+    restored.close()
+    os.replace(copy, data_dir / "team-3.db")
+    names = {e.name for e in client.search_experiments(max_results=1000)}
+    assert "team-3-restored" in names and "team-3" not in names
+
+
+RENAMER = """
+import sys
+from mlflow import MlflowClient
+client = MlflowClient(sys.argv[1])
+ids = [client.get_experiment_by_name(f"team-{i}").experiment_id for i in range(6)]
+for round_no in range(15):
+    for i, experiment_id in enumerate(ids):
+        client.rename_experiment(experiment_id, f"team-{i}-v{round_no}")
+        client.set_experiment_tag(experiment_id, "round", str(round_no))
+print("done")
+"""
+
+LISTER = """
+import sys
+from mlflow import MlflowClient
+client = MlflowClient(sys.argv[1])
+while True:
+    names = sorted(e.name for e in client.search_experiments(max_results=1000))
+    if sys.stdin.readline().strip() == "stop":
+        break
+names = sorted(
+    (e.name, e.tags.get("round")) for e in client.search_experiments(max_results=1000)
+    if e.name.startswith("team-") and "-v" in e.name
+)
+print(names)
+"""
+
+
+def test_listings_racing_another_process_changes_end_with_the_last_change(populated, store_uri):
+    """One process renames and tags experiments while another lists them as fast as it can:
+    a listing racing a change may record what it read before the change, and must not win over
+    the change; the first listing after the last change shows it."""
+    lister = subprocess.Popen(
+        [sys.executable, "-c", LISTER, store_uri], stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    renamer = subprocess.run(
+        [sys.executable, "-c", RENAMER, store_uri], capture_output=True, text=True, timeout=300
+    )
+    assert renamer.returncode == 0, renamer.stderr
+    out, err = lister.communicate("\n" * 2000 + "stop\n", timeout=120)
+    assert lister.returncode == 0, err
+    assert out.strip() == str([(f"team-{i}-v14", "14") for i in range(6)])
+
+
+FROZEN_RENAMER = """
+import sys, time
+from mlflow import MlflowClient
+from mytracker.store._catalog import Catalog
+
+def killed_before_recording(self, path, mark=None):
+    print("renamed", flush=True)
+    time.sleep(600)  # killed here: the file holds the new name, the index does not
+
+Catalog.refresh = killed_before_recording
+client = MlflowClient(sys.argv[1])
+client.rename_experiment(client.get_experiment_by_name("team-5").experiment_id, "renamed")
+"""
+
+
+def test_a_change_cut_short_by_a_kill_is_seen(populated, store_uri):
+    """A process killed between changing an experiment and recording the change in the index
+    leaves its mark: other processes read that file again, and the mark goes once the process
+    is known to be gone."""
+    client = MlflowClient(tracking_uri=store_uri)
+    assert "team-5" in {e.name for e in client.search_experiments(max_results=1000)}
+    frozen = subprocess.Popen(
+        [sys.executable, "-c", FROZEN_RENAMER, store_uri], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert frozen.stdout.readline().strip() == "renamed"
+        names = {e.name for e in client.search_experiments(max_results=1000)}
+        assert "renamed" in names and "team-5" not in names
+    finally:
+        frozen.kill()
+        frozen.wait()
+    for _ in range(2):
+        names = {e.name for e in client.search_experiments(max_results=1000)}
+        assert "renamed" in names and "team-5" not in names
+    out, _ = _in_fresh_process(
+        store_uri, "print(sorted(e.name for e in client.search_experiments(max_results=1000)))"
+    )
+    assert "'renamed'" in out[0] and "'team-5'" not in out[0]

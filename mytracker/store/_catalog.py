@@ -5,14 +5,28 @@ source of truth. The catalog keeps a bounded cache of open files, creates new pr
 safely, and keeps a directory index (``.mytracker-catalog.sqlite``) so that listing, finding an
 experiment, or finding a run or a model by id does not open every file:
 
-- each project file's experiment row is recorded with the file's identity (what ``stat`` says of
-  the file and its WAL). A file whose identity changed is read again; one that changed within
-  the last 0.1 s is always read again (a write in the same clock tick as the ``stat`` could
-  otherwise go unseen). So another process's writes can never make the index lie;
+- each project file's experiment row is recorded with the file's identity (inode, and what
+  `stat` says of the file and its WAL). The rows are trusted while the directory's own identity
+  (inode and mtime, which every file added, removed or renamed changes) is the one recorded
+  when the index last matched the directory's entries, so a call does not look at every file;
+  when it changed, every file's identity is looked at and only changed files are read. Contents
+  change in place, so every process marks a file in the index before it changes the file's
+  experiment (name, tags, stage) and records the change after: a marked file is read at every
+  look until then, and the mark of a process that died first goes once the file was read
+  again. Trackio's own projects, files that cannot be used yet and files changed within the
+  last 0.1 s are checked by identity at every look. Writes of the index carry the version they
+  read at: what was read before another process's write never overwrites it. So another
+  process's writes never make the index lie. What it does not see: a file rewritten in place
+  by a program other than mytracker (`cp` onto it, the `sqlite3` shell) until the file is next
+  looked up by id or name, and a file another program adds or removes in the same moment as
+  this process changes the directory (see `_own_change`), until the directory next changes;
 - run and model ids are recorded with their file when made, and on a miss the ids of every file
   changed since its ids were last read are read again;
 - the index is a cache: deleted or damaged, it is rebuilt from the files (the first listing then
-  opens every file once); where it cannot be written it lives in memory for the process.
+  opens every file once); where it cannot be written it lives in memory for the process, which
+  then looks at every file's identity at every look, and moves the directory's mtime after it
+  changes an experiment so that other processes do (a process killed in between leaves that
+  change unseen by their listings until the directory next changes).
 
 A Trackio project mytracker did not make is an experiment too (read by ``_native``, with an id
 derived from its file name), and the run ids of Trackio's own tables are indexed with the rest.
@@ -28,9 +42,10 @@ import socket
 import sqlite3
 import threading
 import time
+import uuid
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import closing, contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -45,17 +60,21 @@ from mytracker.store._db import (
     share_with_group,
     write_new_project,
 )
-from mytracker.store._trackio import is_native_experiment_id, project_stem
+from mytracker.store._trackio import NATIVE_ID_BASE, project_stem
 
 _logger = logging.getLogger(__name__)
 
 MAX_OPEN_FILES = 64
 INDEX_FILE = ".mytracker-catalog.sqlite"  # not *.db: Trackio lists every *.db as a project
 _RACY_NS = 100_000_000  # a file changed this recently is read again, whatever its identity
+# A directory changed this recently is listed again: a change in the same clock tick as the last
+# (at most 10 ms where timestamps are coarse: Linux's HZ >= 100) may leave its mtime as it was.
+_RACY_DIRECTORY_NS = 20_000_000
 _INDEX_SCHEMA = """
 CREATE TABLE IF NOT EXISTS files (
     name TEXT PRIMARY KEY,     -- the project file's name in the directory
     identity TEXT NOT NULL,    -- `_identity` of the file when `experiment` was read
+    watch INTEGER NOT NULL,    -- 1: `stat` the file at every look (see `_needs_watching`)
     experiment TEXT,           -- its ExperimentRow as JSON; NULL: no experiment in it
     problem TEXT,              -- why the file cannot be used, if it cannot
     -- the experiment's fields that searches filter on, copied from `experiment`:
@@ -67,17 +86,31 @@ CREATE TABLE IF NOT EXISTS files (
 );
 CREATE INDEX IF NOT EXISTS files_experiment_id ON files(experiment_id);
 CREATE INDEX IF NOT EXISTS files_experiment_name ON files(experiment_name);
+CREATE INDEX IF NOT EXISTS files_watched ON files(name) WHERE watch;
 CREATE TABLE IF NOT EXISTS experiment_tags (  -- the tags in `files.experiment`, to filter on
     name TEXT NOT NULL, key TEXT NOT NULL, value TEXT, PRIMARY KEY (name, key)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS listing (  -- one row
+    one INTEGER PRIMARY KEY CHECK (one = 1),
+    directory TEXT,            -- the directory's identity when `files` last matched its entries
+    version INTEGER NOT NULL   -- one more at every write of `files` (see `_Index.write`)
+);
+INSERT OR IGNORE INTO listing VALUES (1, NULL, 0);
+CREATE TABLE IF NOT EXISTS changing (  -- files whose experiment a process is changing now
+    mark TEXT PRIMARY KEY, name TEXT NOT NULL, pid INTEGER NOT NULL, started REAL,
+    host TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS ids (id TEXT PRIMARY KEY, name TEXT NOT NULL);  -- runs and models
 CREATE TABLE IF NOT EXISTS ids_read (name TEXT PRIMARY KEY, identity TEXT NOT NULL);
 """
 # What the index records of a file changed with: 2 reads Trackio's own projects and run ids
 # (see `_native`), which version 1 (user_version 0) recorded as holding nothing; 3 adds the
-# columns and tags that searches filter on.
-_INDEX_VERSION = 3
-_RECORDED_TABLES = ("files", "experiment_tags", "ids_read")  # dropped for another version
+# columns and tags that searches filter on; 4 trusts the directory's identity (`listing`) and
+# the marks of writers (`changing`) instead of a `stat` of every file.
+_INDEX_VERSION = 4
+# What `_current` takes of a row: the version is read with it, in the same statement.
+_ROW_COLUMNS = "name, identity, experiment, problem, (SELECT version FROM listing)"
+_RECORDED_TABLES = ("files", "experiment_tags", "ids_read", "listing", "changing")  # dropped for another version
 
 
 def _identity(path: str | Path, wal_exists: bool = True, dir_fd: int | None = None) -> str | None:
@@ -108,6 +141,12 @@ def _identity(path: str | Path, wal_exists: bool = True, dir_fd: int | None = No
     return identity
 
 
+def _directory_identity(path: Path) -> str:
+    """A directory's inode and mtime: adding, removing or renaming an entry changes them."""
+    st = os.stat(path)
+    return f"{st.st_ino}:{st.st_mtime_ns}"
+
+
 class _Index:
     """The directory index: a SQLite file of its own, beside the project files."""
 
@@ -123,10 +162,17 @@ class _Index:
         if self._conn is None or self._pid != os.getpid():
             self._pid = os.getpid()
             if self._in_memory:
-                self._conn = self._open(":memory:")
+                self._conn = self._open(":memory:", copy_of=self.path)
                 return self._conn
             try:
+                before = _directory_identity(self.path.parent)
                 self._conn = self._open(str(self.path))
+                with suppress(sqlite3.DatabaseError):  # e.g. read-only: its next look lists
+                    # Its -wal and -shm, if it made them, are no news of the directory's files.
+                    self._conn.execute(
+                        "UPDATE listing SET directory = ? WHERE directory = ?",
+                        (_directory_identity(self.path.parent), before),
+                    )
             except sqlite3.DatabaseError:  # damaged: it is only a cache
                 for leftover in (self.path, Path(f"{self.path}-wal"), Path(f"{self.path}-shm")):
                     try:
@@ -141,11 +187,18 @@ class _Index:
         return self._conn
 
     @staticmethod
-    def _open(target: str) -> sqlite3.Connection:
+    def _open(target: str, copy_of: Path | None = None) -> sqlite3.Connection:
+        """The index at `target`, made if need be; in memory (":memory:"), a copy of what the
+        index at `copy_of` holds, if it can be read (so its rows need not be read again)."""
         new = target != ":memory:" and not os.path.exists(target)
         conn = sqlite3.connect(target, timeout=30, isolation_level=None, check_same_thread=False)
         if new:  # its -wal and -shm are made with its mode
             share_with_group(target)
+        if copy_of is not None:
+            with suppress(sqlite3.DatabaseError), closing(
+                sqlite3.connect(f"file:{copy_of}?mode=ro", uri=True, timeout=30)
+            ) as source:
+                source.backup(conn)
         try:
             conn.execute("PRAGMA journal_mode = WAL")
             # A cache checked against the files' identities: losing its last commits in a power
@@ -174,20 +227,30 @@ class _Index:
                 self._conn = None  # damaged under us: rebuilt on the next call
                 return []
 
-    def write(self, *statements: tuple[str, list[tuple]]) -> None:
-        """Run each (sql, rows) with `executemany`, all in one transaction. If that fails, this
-        process goes on with an index in memory (rebuilt from the files): an index it cannot
-        write could otherwise keep rows of files that changed."""
-        if not any(rows for _, rows in statements):
-            return
+    def write(self, *statements: tuple[str, list[tuple]], version: int | None = None) -> bool:
+        """Run each (sql, rows) with `executemany`, all in one transaction, and return whether
+        it was written. With `version` (what `listing` said before the caller read the files
+        it records), nothing is written if another writer came in between: what this caller
+        read may be older than what that writer recorded (it reads again, or leaves it to the
+        next look); else the version goes one up. If the index cannot be written, this process
+        goes on with an index in memory (rebuilt from the files): an index it cannot write
+        could otherwise keep rows of files that changed."""
+        if version is None and not any(rows for _, rows in statements):
+            return True
         with self._lock:
             try:
                 conn = self._connection()
                 conn.execute("BEGIN IMMEDIATE")
                 try:
+                    if version is not None:
+                        if conn.execute("SELECT version FROM listing").fetchone()[0] != version:
+                            conn.execute("ROLLBACK")
+                            return False
+                        conn.execute("UPDATE listing SET version = version + 1")
                     for sql, rows in statements:
                         conn.executemany(sql, rows)
                     conn.execute("COMMIT")
+                    return True
                 except BaseException:
                     conn.execute("ROLLBACK")
                     raise
@@ -196,6 +259,16 @@ class _Index:
                                 self.path, e)
                 self.failed_writes += 1
                 self._in_memory, self._conn = True, None
+                return False
+
+    @property
+    def in_memory(self) -> bool:
+        return self._in_memory
+
+    def listing(self) -> tuple[str | None, int]:
+        """The directory's identity when the index last matched its entries, and the version."""
+        rows = self.query("SELECT directory, version FROM listing")
+        return rows[0] if rows else (None, -1)
 
 
 _SQL_COMPARATORS = {"=", "!=", "<", "<=", ">", ">="}
@@ -350,6 +423,8 @@ class Catalog:
         self._index = _Index(data_dir)
         self._found: dict[str, Path] = {}  # run or model id -> the file it was last found in
         self._broken_warned: set[Path] = set()
+        self._drafts: list[str] = []  # the drafts the last listing of the directory showed
+        self._changing = threading.local()  # .depth: inside `_own_change`
 
     # --- open files -----------------------------------------------------------------------------
 
@@ -363,7 +438,8 @@ class Catalog:
                 self._forget(path)
                 db = None
             if db is None:
-                db = ProjectDB(path, create=create)
+                with self._own_change():
+                    db = ProjectDB(path, create=create)
                 self._dbs[path] = db
                 while len(self._dbs) > MAX_OPEN_FILES:
                     # Closed now unless another thread is inside it (then with its last use).
@@ -384,105 +460,145 @@ class Catalog:
 
     # --- experiments ----------------------------------------------------------------------------
 
-    def _read(self, path: Path, identity: str | None, strict: bool = False) -> ExperimentRow | None:
-        """The experiment in a file, read from the file, and recorded in the index. A file that
-        cannot be used is skipped with a warning, or (strict) raises its DatabaseError."""
-        experiment, problem = None, None
+    def _look(self, path: Path, identity: str | None) -> tuple[ExperimentRow | None, str | None]:
+        """The experiment in a file and why the file cannot be used, if it cannot."""
         if identity is not None:
             try:
-                experiment = self.experiment_in(self.db(path))
+                return self.experiment_in(self.db(path)), None
             except FileNotFoundError:
-                identity = None
+                pass
             except DatabaseError as e:
-                problem = str(e)
-        if identity is None:  # gone: forget it, and any connection still open to it
-            self._forget(path)
-            self._index.write(*self._forget_rows([path.name]))
-            return None
-        self._record(path.name, identity, experiment, problem)
+                return None, str(e)
+        self._forget(path)  # gone: forget any connection still open to it
+        return None, None
+
+    def _read(
+        self, path: Path, identity: str | None, version: int, strict: bool = False
+    ) -> ExperimentRow | None:
+        """The experiment in a file, read from the file, and recorded in the index (unless
+        another process recorded files since `version`). A file that cannot be used is skipped
+        with a warning, or (strict) raises its DatabaseError."""
+        experiment, problem = self._look(path, identity)
+        self._index.write(*self._records([(path.name, identity, experiment, problem)]),
+                          version=version)
         if problem:
             if strict:
                 raise DatabaseError(problem)
             self._warn_skipping(path, problem)
         return experiment
 
-    def _record(
-        self, name: str, identity: str, experiment: ExperimentRow | None, problem: str | None
-    ) -> None:
-        """Record what a file held when it had `identity`."""
-        # A "racy" identity is recorded too: it never matches, so the file is read again.
-        columns = (None,) * 5 if experiment is None else (
-            experiment.experiment_id, experiment.name, experiment.lifecycle_stage,
-            experiment.creation_time, experiment.last_update_time,
-        )
-        self._index.write(
-            ("DELETE FROM experiment_tags WHERE name = ?", [(name,)]),
-            (
-                "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [(name, identity, experiment and _experiment_json(experiment), problem,
-                  *columns)],
-            ),
-            (
-                "INSERT INTO experiment_tags VALUES (?, ?, ?)",
-                [(name, *tag) for tag in (experiment.tags.items() if experiment else ())],
-            ),
+    @staticmethod
+    def _needs_watching(identity: str, experiment: ExperimentRow | None, problem) -> bool:
+        """Whether a file must be looked at (`stat`) at every look, not only when the directory
+        changed: its identity is racy, it cannot be used (yet), or it is a Trackio project (whose
+        last update time is that of the file, which Trackio's processes write)."""
+        return identity == "racy" or problem is not None or experiment is None or experiment.native
+
+    def _records(
+        self, files: list[tuple[str, str | None, ExperimentRow | None, str | None]]
+    ) -> tuple[tuple[str, list[tuple]], ...]:
+        """The index statements that record what each (name, identity, experiment, problem)
+        file held; a file whose identity is None is gone and forgotten. (A "racy" identity is
+        recorded too: it never matches, so the file is read again.)"""
+        rows, tags = [], []
+        for name, identity, experiment, problem in files:
+            if identity is None:
+                continue
+            columns = (None,) * 5 if experiment is None else (
+                experiment.experiment_id, experiment.name, experiment.lifecycle_stage,
+                experiment.creation_time, experiment.last_update_time,
+            )
+            rows.append((
+                name, identity, self._needs_watching(identity, experiment, problem),
+                experiment and _experiment_json(experiment), problem, *columns,
+            ))
+            tags += [(name, *tag) for tag in (experiment.tags.items() if experiment else ())]
+        return (
+            ("DELETE FROM files WHERE name = ?", [(n,) for n, now, *_ in files if now is None]),
+            ("DELETE FROM experiment_tags WHERE name = ?", [(name,) for name, *_ in files]),
+            ("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows),
+            ("INSERT INTO experiment_tags VALUES (?, ?, ?)", tags),
         )
 
     def _current(
         self, name: str, identity: str, experiment: str | None, problem: str | None,
-        strict: bool = False,
+        version: int, strict: bool = False,
     ) -> ExperimentRow | None:
         """An index row's experiment if its file is unchanged, else the file's, read again."""
         path = self.data_dir / name
         now = _identity(path)
         if now is None or now == "racy" or now != identity:
-            return self._read(path, now, strict)
+            return self._read(path, now, version, strict)
         if problem:
             if strict:
                 raise DatabaseError(problem)
             self._warn_skipping(path, problem)
         return None if experiment is None else _experiment_from_json(experiment)
 
-    @staticmethod
-    def _forget_rows(names: list[str]) -> tuple[tuple[str, list[tuple]], ...]:
-        rows = [(name,) for name in names]
-        return (
-            ("DELETE FROM files WHERE name = ?", rows),
-            ("DELETE FROM experiment_tags WHERE name = ?", rows),
-        )
+    def _directory(self) -> tuple[str, bool]:
+        """The directory's identity (see `_directory_identity`) and whether it is racy (changed
+        within the last 20 ms: on a file system whose timestamps are coarse, a later change may
+        still get the same mtime)."""
+        st = os.stat(self.data_dir)
+        racy = time.time_ns() - st.st_mtime_ns < _RACY_DIRECTORY_NS
+        return f"{st.st_ino}:{st.st_mtime_ns}", racy
 
     def _sync(self) -> None:
-        """Bring the index up to date with the directory: `stat` every project file and read
-        again only those that changed; damaged files warn (once each). Afterwards the index's
-        rows are what the files held during this call."""
-        for _ in range(2):  # again if the index could not be written: now in memory
+        """Bring the index up to date with the directory. If the directory's identity is still
+        the one recorded when the index last matched it, no file was added, removed or replaced
+        since, and every process records the changes it makes to a file's experiment
+        (`changing`): only the files that need watching (see `_needs_watching`) or that a
+        process is changing now are looked at. Else every project file is: those whose identity
+        changed are read again, removed ones forgotten (also in a process whose index is in
+        memory, which sees no other process's marks). Damaged files warn (once each)."""
+        for _ in range(10):  # again if another process recorded files meanwhile
             failed_writes = self._index.failed_writes
+            directory, version = self._index.listing()  # opened before the directory is looked at
+            here, racy = self._directory()
+            trusted = here == directory and not self._index.in_memory
+            listed = None if trusted else set(self._list())
             recorded = {
                 name: (identity, problem)
                 for name, identity, problem in self._index.query(
                     "SELECT name, identity, problem FROM files"
+                    + ("" if listed is not None else " WHERE watch")
                 )
             }
-            directory = os.open(self.data_dir, os.O_RDONLY | os.O_DIRECTORY)
-            try:  # names stat'ed in the open directory: no path to resolve for each
-                listing = os.listdir(directory)
-                wals = {n for n in listing if n.endswith(".db-wal")}
-                names = [n for n in listing if n.endswith(".db") and n[0] != "."]
-                changed = []
-                for name in names:
-                    identity, problem = recorded.get(name, ("", None))
-                    now = _identity(name, f"{name}-wal" in wals, directory)
-                    if now is None or now == "racy" or now != identity:
-                        changed.append((name, now))
-                    elif problem:
-                        self._warn_skipping(self.data_dir / name, problem)
-            finally:
-                os.close(directory)
-            for name, now in changed:
-                self._read(self.data_dir / name, now)
-            self._index.write(*self._forget_rows(list(set(recorded) - set(names))))
-            if self._index.failed_writes == failed_writes:
+            marks = self._index.query("SELECT mark, name, pid, started, host FROM changing")
+            look = set(recorded) | {name for _, name, *_ in marks} if listed is None else listed
+            files = []
+            for name in sorted(look):
+                identity, problem = recorded.get(name, ("", None))
+                now = _identity(self.data_dir / name)
+                if now is None or now == "racy" or now != identity:
+                    files.append((name, now, *self._look(self.data_dir / name, now)))
+                elif problem:
+                    self._warn_skipping(self.data_dir / name, problem)
+            gone = [] if listed is None else [(n,) for n in recorded if n not in listed]
+            dead = [(mark,) for mark, name, pid, started, host in marks
+                    if host == _host() and not process_alive(pid, started)]
+            statements = self._records(files) + (
+                ("DELETE FROM files WHERE name = ?", gone),
+                ("DELETE FROM experiment_tags WHERE name = ?", gone),
+                ("DELETE FROM changing WHERE mark = ?", dead),
+            )
+            if listed is not None:  # a racy identity is no proof: looked at again next time
+                statements += (("UPDATE listing SET directory = ?", [(None if racy else here,)]),)
+            if not (files or gone or dead or listed is not None):
                 return
+            if self._index.write(*statements, version=version):
+                for name, _, _, problem in files:
+                    if problem:
+                        self._warn_skipping(self.data_dir / name, problem)
+                if self._index.failed_writes == failed_writes:
+                    return
+
+    def _list(self) -> list[str]:
+        """The names of the directory's project files; drafts seen are kept for
+        `_remove_dead_drafts`."""
+        listing = os.listdir(self.data_dir)
+        self._drafts = [n for n in listing if _DRAFT.fullmatch(n)]
+        return [n for n in listing if n.endswith(".db") and n[0] != "."]
 
     def experiments(self) -> list[tuple[Path, ExperimentRow]]:
         """Every experiment of the directory with its file, in file-name order; damaged files are
@@ -520,20 +636,23 @@ class Catalog:
         )
         return None if not rows or rows[0][0] is None else rows[0][0] + 1
 
-    def experiment_ids(self, synced: bool = False) -> list[int]:
-        """The ids of every readable experiment of the directory (`synced`: as the directory
-        was looked at just now, in this call)."""
+    def largest_experiment_id(self, synced: bool = False) -> int:
+        """The largest sequential id among the directory's readable experiments, 0 if none; the
+        ids derived for Trackio's own projects (`_native`) are not counted (`synced`: as the
+        directory was looked at just now, in this call)."""
         if not synced:
             self._sync()
-        return [int(row[0]) for row in self._index.query(
-            "SELECT experiment_id FROM files WHERE experiment_id IS NOT NULL"
-        )]
+        rows = self._index.query(
+            "SELECT max(CAST(experiment_id AS INTEGER)) FROM files "
+            "WHERE CAST(experiment_id AS INTEGER) < ?", (NATIVE_ID_BASE,)
+        )
+        return rows[0][0] or 0 if rows else 0
 
     def _find(self, field: str, value: str) -> tuple[Path, ExperimentRow] | None:
         """The experiment whose `field` ("experiment_id" or "name") is `value`: where the index
         says, checked; else after bringing the index up to date."""
         column = "experiment_id" if field == "experiment_id" else "experiment_name"
-        sql = f"SELECT name, identity, experiment, problem FROM files WHERE {column} = ?"
+        sql = f"SELECT {_ROW_COLUMNS} FROM files WHERE {column} = ?"
         for synced in (False, True):
             if synced:
                 self._sync()
@@ -553,9 +672,9 @@ class Catalog:
         likely = f"{project_stem(name)}.db"
         if (self.data_dir / likely).exists():
             recorded = self._index.query(
-                "SELECT name, identity, experiment, problem FROM files WHERE name = ?", (likely,)
+                f"SELECT {_ROW_COLUMNS} FROM files WHERE name = ?", (likely,)
             )
-            row = recorded[0] if recorded else (likely, "", None, None)
+            row = recorded[0] if recorded else (likely, "", None, None, self._index.listing()[1])
             try:
                 experiment = self._current(*row, strict=True)
             except DatabaseError:
@@ -563,7 +682,9 @@ class Catalog:
                 # once its writer lets go of the project lock, the file is whole or damaged.
                 if not _wait_for_trackio(self.data_dir / likely):
                     raise
-                experiment = self._current(likely, "", None, None, strict=True)
+                experiment = self._current(
+                    likely, "", None, None, self._index.listing()[1], strict=True
+                )
             if experiment is not None and experiment.name == name:
                 return experiment
         found = self._find("name", name)
@@ -574,16 +695,67 @@ class Catalog:
         """The file's experiment: MLflow's, else that of a Trackio project (see `_native`)."""
         return db.experiment() or _native.experiment(db)
 
-    def refresh(self, path: Path) -> None:
-        """Record a file's experiment again after this process changed it."""
-        self._read(path, _identity(path))
+    def refresh(self, path: Path, mark: str | None = None) -> None:
+        """Record a file's experiment as it is now (and drop this process's `mark`), read again
+        if another process recorded files meanwhile."""
+        for _ in range(10):
+            _, version = self._index.listing()
+            identity = _identity(path)
+            experiment, problem = self._look(path, identity)
+            if self._index.write(
+                *self._records([(path.name, identity, experiment, problem)]),
+                ("DELETE FROM changing WHERE mark = ?", [(mark,)] if mark else []),
+                version=version,
+            ):
+                return
+
+    @contextmanager
+    def changing(self, path: Path) -> Iterator[None]:
+        """Around a write that changes the experiment in `path` (its name, tags or stage):
+        other processes look at the file itself until its new state is recorded here, or, if
+        this process dies first, until a look finds it gone."""
+        mark = uuid.uuid4().hex
+        self._index.write((
+            "INSERT INTO changing VALUES (?, ?, ?, ?, ?)",
+            [(mark, path.name, os.getpid(), process_start(os.getpid()), _host())],
+        ))
+        try:
+            yield
+        finally:
+            self.refresh(path, mark)
+            if self._index.in_memory:  # no mark for others to see: the directory tells them
+                with suppress(OSError):
+                    os.utime(self.data_dir)
+
+    @contextmanager
+    def _own_change(self) -> Iterator[None]:
+        """Around a change this process makes to the directory's entries (a new file; the -wal
+        and -shm SQLite makes beside a file it opens): if the index matched the directory
+        before, it matches it after, without listing it again. What another program adds,
+        removes or replaces in the directory during the change is listed at the directory's
+        next change."""
+        if getattr(self._changing, "depth", 0):  # inside another: that one records it
+            yield
+            return
+        before, _ = self._directory()
+        self._changing.depth = 1
+        try:
+            yield
+        finally:
+            self._changing.depth = 0
+            after, _ = self._directory()
+            if after != before:
+                self._index.write(
+                    ("UPDATE listing SET directory = ? WHERE directory = ?", [(after, before)])
+                )
 
     @contextmanager
     def directory_lock(self) -> Iterator[None]:
-        """Serialises experiment creation across processes."""
+        """Serialises experiment creation across processes; what this process adds to the
+        directory meanwhile (files, ids) is its own change (`_own_change`)."""
         path = self.data_dir / ".mytracker.lock"
         # A read-only directory cannot even make the lock file: only reading works there.
-        with file_lock(path, lambda e: _cannot_write(path, e)):
+        with file_lock(path, lambda e: _cannot_write(path, e)), self._own_change():
             yield
 
     def new_experiment_id(self, synced: bool = False) -> str:
@@ -600,10 +772,7 @@ class Catalog:
         except (OSError, ValueError) as e:
             _logger.warning("Rebuilding %s from the project files: %s", mark, e)
             handed_out = 0
-        new_id = 1 + max([
-            handed_out,
-            *(i for i in self.experiment_ids(synced) if not is_native_experiment_id(str(i))),
-        ])
+        new_id = 1 + max(handed_out, self.largest_experiment_id(synced))
         draft = mark.with_name(f"{mark.name}.{os.getpid()}")
         try:
             draft.write_text(f"{new_id}\n")
@@ -682,7 +851,7 @@ class Catalog:
                 experiment = ExperimentRow(
                     experiment_id, name, location, "active", created_ms, created_ms, tags
                 )
-                self._record(path.name, made, experiment, None)
+                self._index.write(*self._records([(path.name, made, experiment, None)]))
             else:
                 self.refresh(path)
             return
@@ -714,11 +883,13 @@ class Catalog:
 
     def _remove_dead_drafts(self) -> None:
         """Delete the drafts of processes killed while creating an experiment (a draft is
-        renamed into place or deleted by a process that lives). Only drafts made on this host
+        renamed into place or deleted by a process that lives), among those the directory's last
+        listing in this process showed (a draft's making changes the directory, so the next look
+        lists it). Only drafts made on this host
         by a process that is gone: another process's draft, or one from another host sharing
         the directory, is never touched."""
         host = _host()
-        for path in self.data_dir.glob(".*.draft*"):
+        for path in [self.data_dir / name for name in self._drafts]:
             match = _DRAFT.fullmatch(path.name)
             if match and match[2] in (None, host) and not process_alive(int(match[1])):
                 _logger.info("Removing %s, left by a process killed while creating it", path)

@@ -571,7 +571,7 @@ class TrackioStore(AbstractStore):
             *self._experiment(_parse_experiment_id(experiment_id), [current], write=True)
         )
         now = get_current_time_millis()
-        with db.write() as conn:
+        with self._catalog.changing(db.path), db.write() as conn:
             _db.update_experiment(conn, lifecycle_stage=new, last_update_time=now)
             deleted = new == LifecycleStage.DELETED
             _db.set_runs_lifecycle(conn, new, now if deleted else None)
@@ -588,18 +588,18 @@ class TrackioStore(AbstractStore):
                 # BAD_REQUEST, as MLflow's SQL store answers (its unique constraint fails).
                 raise MlflowException(f"Experiment(name={new_name}) already exists.", BAD_REQUEST)
             db, experiment = self._writable(db, experiment)
-            with db.write() as conn:
+            with self._catalog.changing(db.path), db.write() as conn:
                 _db.update_experiment(conn, name=new_name, last_update_time=get_current_time_millis())
 
     def set_experiment_tag(self, experiment_id, tag):
         _validate_experiment_tag(tag.key, tag.value)
         db, _ = self._active_experiment(experiment_id)
-        with db.write() as conn:
+        with self._catalog.changing(db.path), db.write() as conn:
             _db.set_experiment_tag(conn, tag.key, tag.value)
 
     def delete_experiment_tag(self, experiment_id, key):
         db, _ = self._active_experiment(experiment_id)
-        with db.write() as conn:
+        with self._catalog.changing(db.path), db.write() as conn:
             if not _db.delete_experiment_tag(conn, key):
                 raise MlflowException(
                     f"No tag with name: {key} in experiment with id {experiment_id}",
