@@ -323,3 +323,47 @@ def test_a_change_cut_short_by_a_kill_is_seen(populated, store_uri):
         store_uri, "print(sorted(e.name for e in client.search_experiments(max_results=1000)))"
     )
     assert "'renamed'" in out[0] and "'team-5'" not in out[0]
+
+
+def test_a_file_from_before_migration_0006_is_upgraded_and_reads_the_same(store_uri, data_dir):
+    """Files made before migration 0006 carry an index of the latest metric values by (key,
+    value); the first process that opens one for writing drops it, and every answer that read
+    through that table stays the same."""
+    from mlflow.entities import Metric
+
+    client = MlflowClient(tracking_uri=store_uri)
+    experiment_id = client.create_experiment("older")
+    run_ids = []
+    for name in ("a", "b"):
+        run_id = client.create_run(experiment_id, run_name=name).info.run_id
+        for step in range(3):
+            loss = (1.0 if name == "a" else 2.0) / (step + 1)
+            client.log_batch(run_id, metrics=[Metric("loss", loss, 1000 + step, step),
+                                              Metric("acc", step / 3, 1000 + step, step)])
+        run_ids.append(run_id)
+    reads = f"""
+    for run_id in {run_ids!r}:
+        print(sorted(client.get_run(run_id).data.metrics.items()))
+        print([(m.step, m.value) for m in client.get_metric_history(run_id, "loss")])
+    found = client.search_runs([{experiment_id!r}], "metrics.loss < 0.8", order_by=["metrics.loss DESC"])
+    print([r.info.run_name for r in found])
+    """
+    expected, _ = _in_fresh_process(store_uri, reads)
+
+    conn = sqlite3.connect(data_dir / "older.db")
+    with conn:  # the file as mytracker made it before 0006
+        conn.execute("CREATE INDEX mlflow_latest_metrics_key ON mlflow_latest_metrics(key, value)")
+        conn.execute("DELETE FROM mytracker_migrations WHERE name = '0006_drop_latest_metrics_key'")
+    conn.close()
+
+    upgraded, _ = _in_fresh_process(store_uri, reads)
+    assert upgraded == expected
+    assert expected[-1] == "['b', 'a']"
+    conn = sqlite3.connect(data_dir / "older.db")
+    try:
+        indexes = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+        migrations = {row[0] for row in conn.execute("SELECT name FROM mytracker_migrations")}
+    finally:
+        conn.close()
+    assert "mlflow_latest_metrics_key" not in indexes
+    assert "0006_drop_latest_metrics_key" in migrations

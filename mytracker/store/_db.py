@@ -491,16 +491,19 @@ class ProjectDB:
     @contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:
         """One IMMEDIATE transaction: all of the block is written, or none of it."""
-        with self._lock, self._errors_named():
-            self._reopen_if_closed()
-            self._begin_immediate()
-            try:
-                yield self.conn
-                self.conn.execute("COMMIT")
-            except BaseException:
-                if self.conn.in_transaction:
-                    self.conn.execute("ROLLBACK")
-                raise
+        with self._lock:
+            try:  # `_errors_named`, inlined: this is the path of every logged step
+                self._reopen_if_closed()
+                self._begin_immediate()
+                try:
+                    yield self.conn
+                    self.conn.execute("COMMIT")
+                except BaseException:
+                    if self.conn.in_transaction:
+                        self.conn.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as e:
+                raise self._named_error(e) from e
             _CHECKPOINTER.written(self.path)
 
     @contextmanager
@@ -509,16 +512,19 @@ class ProjectDB:
         try:
             yield
         except sqlite3.Error as e:
-            text = str(e)
-            if "full" in text:
-                advice = "free disk space (nothing of this call was written)"
-            elif "readonly" in text or "read-only" in text or "unable to open" in text:
-                advice = "make the data directory and its files writable"
-            elif "malformed" in text or "not a database" in text:
-                advice = "restore the file from a copy or move it out of the data directory"
-            else:
-                advice = "nothing of this call was written"
-            raise DatabaseError(f"Trackio database {self.path}: {text}; {advice}.") from e
+            raise self._named_error(e) from e
+
+    def _named_error(self, e: sqlite3.Error) -> DatabaseError:
+        text = str(e)
+        if "full" in text:
+            advice = "free disk space (nothing of this call was written)"
+        elif "readonly" in text or "read-only" in text or "unable to open" in text:
+            advice = "make the data directory and its files writable"
+        elif "malformed" in text or "not a database" in text:
+            advice = "restore the file from a copy or move it out of the data directory"
+        else:
+            advice = "nothing of this call was written"
+        return DatabaseError(f"Trackio database {self.path}: {text}; {advice}.")
 
     def _begin_immediate(self) -> None:
         # SQLite's busy handler already waits up to LOCK_TIMEOUT_S; a few retries cover the

@@ -264,6 +264,19 @@ def log_metrics(conn, run_id: str, run_name: str, columns: tuple) -> int:
     # Without metrics rows at the batch's steps (the common case: new steps) no metric point of
     # the batch is stored and none can join a row: one range check settles it.
     step_rows = _db.has_metric_rows(conn, run_id, min(steps), max(steps))
+    step, ts = steps[0], timestamps[0]
+    if (
+        not step_rows
+        and steps.count(step) == len(keys) == len(encodings) == timestamps.count(ts)
+        and not any(system for system, _ in encodings.values())
+    ):
+        # A training loop's step: distinct keys at one new (step, timestamp), nothing stored
+        # there to skip or join. What the general path below makes of it, without its grouping.
+        texts = json_numbers(values)
+        fields = [encodings[key][1] + ":" + text for key, text in zip(keys, texts)]
+        _db.insert_metric_rows(conn, run_id, run_name, [ts, step, "{" + ",".join(fields) + "}"])
+        _upsert_latest(conn, run_id, {key: ((step, ts), value) for key, value in zip(keys, values)})
+        return len(keys)
     systems = {e[0] for e in encodings.values()}
     if not step_rows:
         systems.discard(False)

@@ -140,6 +140,12 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE INDEX mlflow_joined_points_step ON mlflow_joined_points(run_id, step, timestamp);
         """,
     ),
+    (
+        "0006_drop_latest_metrics_key",
+        # No query reads the latest values by key across runs (search looks them up by run id
+        # and key, the primary key), and the index cost every logged step a page write.
+        "DROP INDEX IF EXISTS mlflow_latest_metrics_key",
+    ),
 ]
 
 

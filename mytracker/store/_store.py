@@ -75,6 +75,7 @@ from mlflow.utils.search_utils import SearchExperimentsUtils, SearchUtils
 from mlflow.utils.time import get_current_time_millis
 from mlflow.utils.uri import append_to_uri_path, resolve_uri_if_local
 from mlflow.utils.validation import (
+    MAX_PARAMS_TAGS_PER_BATCH,
     _validate_batch_log_limits,
     _validate_dataset_inputs,
     _validate_experiment_artifact_location_length,
@@ -858,6 +859,8 @@ class TrackioStore(AbstractStore):
     def _after_write(self, db: ProjectDB, run_id: str, batches: list[_Batch]) -> None:
         """What follows a write to a run, outside its transaction: a new name reaches the run's
         metric rows (`rename_run_rows`), and images logged meanwhile show in the Media view."""
+        if run_id not in self._image_looks and not any(b.tags for b in batches):
+            return  # metrics alone, to a run no image was logged to: nothing follows
         new_names = [b.new_name for b in batches if b.new_name]
         if new_names:
             _db.rename_run_rows(db, run_id, new_names[-1])
@@ -1427,7 +1430,8 @@ class _Batch(NamedTuple):
 def _checked_batch(metrics, params, tags, columns: bool = True) -> _Batch:
     """A batch validated as MLflow validates `log_batch` (nothing is written yet); with
     `columns=False` its metrics are left for the caller to validate (several batches at once)."""
-    _validate_batch_log_limits(metrics, params, tags)
+    if len(metrics) + len(params) + len(tags) > MAX_PARAMS_TAGS_PER_BATCH:  # the least limit
+        _validate_batch_log_limits(metrics, params, tags)
     metric_columns = _metrics.metric_columns(metrics) if columns else None
     new_name = None
     if params or tags:
