@@ -327,7 +327,7 @@ def test_a_read_only_directory_gets_a_clear_error_when_written(tmp_path):
         result = _python(READ_ONLY_CALLS, f"trackio://{empty}", f"trackio://{used}")
         assert result.returncode == 0, result.stderr
         lines = result.stdout.splitlines()
-        for line, written in zip(lines, (f"{empty}/.mytracker.lock", f"{used}/.mytracker.ids")):
+        for line, written in zip(lines, (f"{empty}/.mytracker.lock", f"{used}/b.db")):
             assert line == (
                 f"MlflowException INVALID_STATE Cannot write {written}: "
                 "Read-only file system; make the data directory and its files writable "

@@ -65,10 +65,12 @@ from mytracker.store._trackio import NATIVE_ID_BASE, project_stem
 _logger = logging.getLogger(__name__)
 
 MAX_OPEN_FILES = 64
+_ID_MARK = ".mytracker.ids"  # the largest experiment id handed out (see `new_experiment_id`)
 INDEX_FILE = ".mytracker-catalog.sqlite"  # not *.db: Trackio lists every *.db as a project
 _RACY_NS = 100_000_000  # a file changed this recently is read again, whatever its identity
-# A directory changed this recently is listed again: a change in the same clock tick as the last
-# (at most 10 ms where timestamps are coarse: Linux's HZ >= 100) may leave its mtime as it was.
+# A directory listed within this long of its last change is listed once more after it: a change
+# in the same clock tick (at most 10 ms where timestamps are coarse: Linux's HZ >= 100) may have
+# left its mtime as it was.
 _RACY_DIRECTORY_NS = 20_000_000
 _INDEX_SCHEMA = """
 CREATE TABLE IF NOT EXISTS files (
@@ -87,15 +89,17 @@ CREATE TABLE IF NOT EXISTS files (
 CREATE INDEX IF NOT EXISTS files_experiment_id ON files(experiment_id);
 CREATE INDEX IF NOT EXISTS files_experiment_name ON files(experiment_name);
 CREATE INDEX IF NOT EXISTS files_watched ON files(name) WHERE watch;
+CREATE INDEX IF NOT EXISTS files_number ON files(CAST(experiment_id AS INTEGER));
 CREATE TABLE IF NOT EXISTS experiment_tags (  -- the tags in `files.experiment`, to filter on
     name TEXT NOT NULL, key TEXT NOT NULL, value TEXT, PRIMARY KEY (name, key)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS listing (  -- one row
     one INTEGER PRIMARY KEY CHECK (one = 1),
     directory TEXT,            -- the directory's identity when `files` last matched its entries
-    version INTEGER NOT NULL   -- one more at every write of `files` (see `_Index.write`)
+    version INTEGER NOT NULL,  -- one more at every write of `files` (see `_Index.write`)
+    recheck INTEGER            -- time (ns) from which the directory is to be listed once more
 );
-INSERT OR IGNORE INTO listing VALUES (1, NULL, 0);
+INSERT OR IGNORE INTO listing VALUES (1, NULL, 0, NULL);
 CREATE TABLE IF NOT EXISTS changing (  -- files whose experiment a process is changing now
     mark TEXT PRIMARY KEY, name TEXT NOT NULL, pid INTEGER NOT NULL, started REAL,
     host TEXT NOT NULL
@@ -265,10 +269,11 @@ class _Index:
     def in_memory(self) -> bool:
         return self._in_memory
 
-    def listing(self) -> tuple[str | None, int]:
-        """The directory's identity when the index last matched its entries, and the version."""
-        rows = self.query("SELECT directory, version FROM listing")
-        return rows[0] if rows else (None, -1)
+    def listing(self) -> tuple[str | None, int, int | None]:
+        """The directory's identity when the index last matched its entries, the version, and
+        when the directory is to be listed once more (see `Catalog._sync`)."""
+        rows = self.query("SELECT directory, version, recheck FROM listing")
+        return rows[0] if rows else (None, -1, None)
 
 
 _SQL_COMPARATORS = {"=", "!=", "<", "<=", ">", ">="}
@@ -368,6 +373,23 @@ def _make_draft(draft: Path, fields: tuple) -> str:
 
 
 
+def _link_into_place(draft: Path, path: Path) -> bool:
+    """Give the draft its project file's name, unless a file appeared there (False)."""
+    try:
+        os.link(draft, path)  # never replaces a file someone may have open
+    except FileExistsError:
+        return False
+    except OSError as e:
+        if e.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK):
+            raise
+        # A file system without hard links: still under Trackio's lock, looked at just now,
+        # so only a program that takes neither lock could get in between.
+        if _occupied(path):
+            return False
+        os.rename(draft, path)
+    return True
+
+
 def _occupied(path: Path) -> bool:
     """Whether a project file, or what SQLite keeps beside one, is at `path`."""
     return any(
@@ -424,7 +446,7 @@ class Catalog:
         self._found: dict[str, Path] = {}  # run or model id -> the file it was last found in
         self._broken_warned: set[Path] = set()
         self._drafts: list[str] = []  # the drafts the last listing of the directory showed
-        self._changing = threading.local()  # .depth: inside `_own_change`
+        self._changing = threading.local()  # .pending: inside `_own_change` (see there)
 
     # --- open files -----------------------------------------------------------------------------
 
@@ -535,13 +557,10 @@ class Catalog:
             self._warn_skipping(path, problem)
         return None if experiment is None else _experiment_from_json(experiment)
 
-    def _directory(self) -> tuple[str, bool]:
-        """The directory's identity (see `_directory_identity`) and whether it is racy (changed
-        within the last 20 ms: on a file system whose timestamps are coarse, a later change may
-        still get the same mtime)."""
+    def _directory(self) -> tuple[str, int]:
+        """The directory's identity (see `_directory_identity`) and its mtime (ns)."""
         st = os.stat(self.data_dir)
-        racy = time.time_ns() - st.st_mtime_ns < _RACY_DIRECTORY_NS
-        return f"{st.st_ino}:{st.st_mtime_ns}", racy
+        return f"{st.st_ino}:{st.st_mtime_ns}", st.st_mtime_ns
 
     def _sync(self) -> None:
         """Bring the index up to date with the directory. If the directory's identity is still
@@ -553,9 +572,13 @@ class Catalog:
         memory, which sees no other process's marks). Damaged files warn (once each)."""
         for _ in range(10):  # again if another process recorded files meanwhile
             failed_writes = self._index.failed_writes
-            directory, version = self._index.listing()  # opened before the directory is looked at
-            here, racy = self._directory()
-            trusted = here == directory and not self._index.in_memory
+            # (the index is opened before the directory is looked at)
+            directory, version, recheck = self._index.listing()
+            here, changed_ns = self._directory()
+            trusted = (
+                here == directory and not self._index.in_memory
+                and (recheck is None or time.time_ns() < recheck)
+            )
             listed = None if trusted else set(self._list())
             recorded = {
                 name: (identity, problem)
@@ -582,11 +605,19 @@ class Catalog:
                 ("DELETE FROM experiment_tags WHERE name = ?", gone),
                 ("DELETE FROM changing WHERE mark = ?", dead),
             )
-            if listed is not None:  # a racy identity is no proof: looked at again next time
-                statements += (("UPDATE listing SET directory = ?", [(None if racy else here,)]),)
+            if listed is not None:
+                # A change in the same clock tick as the one the directory shows may not have
+                # moved its mtime: such a directory is listed once more when the tick is over.
+                racy = time.time_ns() - changed_ns < _RACY_DIRECTORY_NS
+                statements += ((
+                    "UPDATE listing SET directory = ?, recheck = ?",
+                    [(here, changed_ns + _RACY_DIRECTORY_NS if racy else None)],
+                ),)
             if not (files or gone or dead or listed is not None):
                 return
             if self._index.write(*statements, version=version):
+                if listed is not None and getattr(self._changing, "pending", None) is not None:
+                    self._changing.before = here  # inside `_own_change`: what it changes from
                 for name, _, _, problem in files:
                     if problem:
                         self._warn_skipping(self.data_dir / name, problem)
@@ -699,7 +730,7 @@ class Catalog:
         """Record a file's experiment as it is now (and drop this process's `mark`), read again
         if another process recorded files meanwhile."""
         for _ in range(10):
-            _, version = self._index.listing()
+            _, version, _ = self._index.listing()
             identity = _identity(path)
             experiment, problem = self._look(path, identity)
             if self._index.write(
@@ -734,20 +765,31 @@ class Catalog:
         before, it matches it after, without listing it again. What another program adds,
         removes or replaces in the directory during the change is listed at the directory's
         next change."""
-        if getattr(self._changing, "depth", 0):  # inside another: that one records it
+        if getattr(self._changing, "pending", None) is not None:  # inside another: that one
             yield
             return
-        before, _ = self._directory()
-        self._changing.depth = 1
+        self._index.listing()  # opened first: its own -wal and -shm are not this change
+        # `before`: the directory's identity, or a listing's during the change (see `_sync`)
+        self._changing.before, _ = self._directory()
+        self._changing.pending = []  # index statements written with the new identity
         try:
             yield
         finally:
-            self._changing.depth = 0
+            pending, self._changing.pending = self._changing.pending, None
             after, _ = self._directory()
-            if after != before:
-                self._index.write(
-                    ("UPDATE listing SET directory = ? WHERE directory = ?", [(after, before)])
-                )
+            before = self._changing.before
+            self._index.write(*pending, (
+                "UPDATE listing SET directory = ? WHERE directory = ?",
+                [(after, before)] if after != before else [],
+            ))
+
+    def _write_with_change(self, *statements: tuple[str, list[tuple]]) -> None:
+        """Write index statements with this thread's `_own_change` (one transaction), or now."""
+        pending = getattr(self._changing, "pending", None)
+        if pending is None:
+            self._index.write(*statements)
+        else:
+            pending.extend(statements)
 
     @contextmanager
     def directory_lock(self) -> Iterator[None]:
@@ -761,28 +803,44 @@ class Catalog:
     def new_experiment_id(self, synced: bool = False) -> str:
         """The id of a new experiment, under the directory lock: one more than any id handed out
         before. A file that cannot be read now (damaged, moved away for a while) still holds its
-        id, so the largest id ever handed out is kept in `.mytracker.ids` beside the files; it
-        only grows, and a missing one is rebuilt from the files. The ids derived for Trackio's
-        own projects (`_native`) lie beyond every sequential id and are not counted."""
-        mark = self.data_dir / ".mytracker.ids"
+        id, so the largest id ever handed out is kept in `.mytracker.ids` beside the files (by
+        `create_experiment_file`, once the file is in place); it only grows, and a missing one
+        is rebuilt from the files. The ids derived for Trackio's own projects (`_native`) lie
+        beyond every sequential id and are not counted."""
         try:
-            handed_out = int(mark.read_text())
+            handed_out = int((self.data_dir / _ID_MARK).read_text())
         except FileNotFoundError:
             handed_out = 0
         except (OSError, ValueError) as e:
-            _logger.warning("Rebuilding %s from the project files: %s", mark, e)
+            _logger.warning("Rebuilding %s from the project files: %s", _ID_MARK, e)
             handed_out = 0
-        new_id = 1 + max(handed_out, self.largest_experiment_id(synced))
+        return str(1 + max(handed_out, self.largest_experiment_id(synced)))
+
+    def _hand_out(self, experiment_id: str) -> None:
+        """Keep `experiment_id` in `.mytracker.ids` as the largest handed out (see
+        `new_experiment_id`): written in place, 21 bytes at the file's start and no change to
+        the directory; a mark this process may not write (another user's) is replaced. If
+        neither works the experiment is made all the same: the mark only matters for ids whose
+        file cannot be read later."""
+        mark, text = self.data_dir / _ID_MARK, f"{experiment_id:>20}\n"
+        try:
+            fd = os.open(mark, os.O_WRONLY)
+            try:
+                os.pwrite(fd, text.encode(), 0)
+            finally:
+                os.close(fd)
+            return
+        except OSError:  # none yet, or another user's
+            pass
         draft = mark.with_name(f"{mark.name}.{os.getpid()}")
         try:
-            draft.write_text(f"{new_id}\n")
+            draft.write_text(text)
             share_with_group(draft)
-            os.replace(draft, mark)  # whole or not at all: a torn mark could go backwards
+            os.replace(draft, mark)
         except OSError as e:
             with suppress(OSError):  # on a read-only file system even this fails
                 draft.unlink(missing_ok=True)
-            raise _cannot_write(mark, e) from e
-        return str(new_id)
+            _logger.warning("Cannot keep the largest experiment id in %s: %s", mark, e)
 
     def _project_paths(self, name: str) -> Iterator[Path]:
         """The files a new experiment may get, in order: the Trackio project of the same name,
@@ -834,49 +892,38 @@ class Catalog:
                 else _dashboard.default_artifact_location(path)
             )
             fields = (experiment_id, name, location, created_ms, tags)
-            made = None  # the identity of the file as this call wrote it
-            try:
-                with _native.trackio_lock(path):
+            try:  # the draft first: a full disk fails before anything is placed or locked
+                with self._draft(path, fields) as (draft, made), _native.trackio_lock(path):
                     if not _occupied(path):
-                        made = self._place_new_file(path, fields)
-                        if made is None:  # a file appeared there meanwhile
+                        if not _link_into_place(draft, path):  # a file appeared meanwhile
                             continue
                     elif self._adoptable(path, name):
+                        made = None
                         self.db(path).create_experiment(*fields)
                     else:
                         continue
             except OSError as e:
                 raise _cannot_write(path, e) from e
+            if experiment_id != "0":  # the default experiment's id is not handed out
+                self._hand_out(experiment_id)
             if made is not None and _identity(path) == made:  # as written: no need to read it
                 experiment = ExperimentRow(
                     experiment_id, name, location, "active", created_ms, created_ms, tags
                 )
-                self._index.write(*self._records([(path.name, made, experiment, None)]))
+                self._write_with_change(*self._records([(path.name, made, experiment, None)]))
             else:
                 self.refresh(path)
             return
 
-    def _place_new_file(self, path: Path, fields: tuple) -> str | None:
-        """Make the experiment's file whole under a name no reader lists, then link it into
-        place and return its identity; None (and nothing left behind) if a file appeared at
-        `path` meanwhile."""
+    @contextmanager
+    def _draft(self, path: Path, fields: tuple) -> Iterator[tuple[Path, str]]:
+        """The experiment's file made whole under a name no reader lists, and its identity;
+        whatever is left of it is removed afterwards (linked into place, it stays there)."""
         draft = path.with_name(f".{path.name}.{os.getpid()}.{_host()}.draft")
         try:
             made = _make_draft(draft, fields)
             share_with_group(draft)  # the project's -wal and -shm are made with its mode
-            try:
-                os.link(draft, path)  # never replaces a file someone may have open
-            except FileExistsError:
-                return None
-            except OSError as e:
-                if e.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK):
-                    raise
-                # A file system without hard links: still under Trackio's lock, looked at
-                # just now, so only a program that takes neither lock could get in between.
-                if _occupied(path):
-                    return None
-                os.rename(draft, path)
-            return made
+            yield draft, made
         finally:  # e.g. a full disk: leave nothing behind
             for leftover in (draft, Path(f"{draft}-wal"), Path(f"{draft}-shm")):
                 leftover.unlink(missing_ok=True)

@@ -769,6 +769,40 @@ def _empty_project_image() -> bytes:
 _FORMAT_VERSIONS = slice(18, 20)
 
 
+class _Template:
+    """The empty project image in memory, its schema parsed once per process: a new file's
+    rows are added, the bytes taken, and the rows removed again."""
+
+    def __init__(self):
+        self.pid = os.getpid()
+        self.lock = threading.Lock()
+        image = bytearray(_empty_project_image())
+        image[_FORMAT_VERSIONS] = b"\x01\x01"
+        self.conn = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+        self.conn.deserialize(bytes(image))
+
+    def image(self, experiment_id: str, name: str, location: str, now_ms: int, tags: dict) -> bytes:
+        with self.lock:
+            conn = self.conn
+            conn.execute("BEGIN")
+            try:
+                _insert_experiment(conn, experiment_id, name, location, now_ms, tags)
+                _migrations.stamp_applied_now(conn)
+                conn.execute("COMMIT")
+                image = bytearray(conn.serialize())
+            finally:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                conn.execute("DELETE FROM mlflow_experiment")
+                conn.execute("DELETE FROM mlflow_experiment_tags")
+                conn.execute("DELETE FROM project_metadata WHERE key = 'mlflow_experiment_name'")
+        image[_FORMAT_VERSIONS] = b"\x02\x02"
+        return bytes(image)
+
+
+_template: _Template | None = None
+
+
 def write_new_project(
     path: Path, experiment_id: str, name: str, artifact_location: str, now_ms: int, tags: dict
 ) -> None:
@@ -779,19 +813,10 @@ def write_new_project(
 
     >>> write_new_project(Path("/data/.exp.db.draft"), "1", "exp", "/data/exp", 0, {})  # doctest: +SKIP
     """
-    image = bytearray(_empty_project_image())
-    image[_FORMAT_VERSIONS] = b"\x01\x01"
-    conn = sqlite3.connect(":memory:", isolation_level=None)
-    try:
-        conn.deserialize(bytes(image))
-        conn.execute("BEGIN")
-        _insert_experiment(conn, experiment_id, name, artifact_location, now_ms, tags)
-        _migrations.stamp_applied_now(conn)
-        conn.execute("COMMIT")
-        image = bytearray(conn.serialize())
-    finally:
-        conn.close()
-    image[_FORMAT_VERSIONS] = b"\x02\x02"
+    global _template
+    if _template is None or _template.pid != os.getpid():  # a forked child makes its own
+        _template = _Template()
+    image = _template.image(experiment_id, name, artifact_location, now_ms, tags)
     # Whole on disk before the caller places it: a crash leaves at most an unplaced draft.
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     try:
