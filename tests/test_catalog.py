@@ -33,17 +33,19 @@ def populated(store_uri):
 
 def _in_fresh_process(store_uri, body):
     """Run `body` against the store in a new interpreter; print what it prints, plus the number
-    of project files it opened (counted through sqlite3.connect)."""
+    of project files it opened (counted through sqlite3.connect; `counting` counts others)."""
     script = textwrap.dedent(  # noqa: the counting wrapper is how "opened" is seen
         """
         import sqlite3, sys
-        opened = []
-        real_connect = sqlite3.connect
-        def counting_connect(target, *args, **kwargs):
-            if str(target).endswith(".db"):
-                opened.append(str(target))
-            return real_connect(target, *args, **kwargs)
-        sqlite3.connect = counting_connect
+        def counting(module, name):  # the project files (*.db) `module.name` is called on
+            calls, real = [], getattr(module, name)
+            def wrapper(target, *args, **kwargs):
+                if str(target).endswith(".db"):
+                    calls.append(str(target))
+                return real(target, *args, **kwargs)
+            setattr(module, name, wrapper)
+            return calls
+        opened = counting(sqlite3, "connect")
         from mlflow import MlflowClient
         client = MlflowClient(tracking_uri=sys.argv[1])
         """
@@ -207,13 +209,7 @@ def test_an_unchanged_directory_is_listed_without_looking_at_its_files(populated
         import os, time
         client.search_experiments(max_results=1000)  # the index learns this process's opening
         time.sleep(0.1)
-        stats = []
-        real_stat = os.stat
-        def counting_stat(path, *args, **kwargs):
-            if str(path).endswith(".db"):
-                stats.append(str(path))
-            return real_stat(path, *args, **kwargs)
-        os.stat = counting_stat
+        stats = counting(os, "stat")
         for _ in range(3):
             print(len(client.search_experiments(max_results=1000)))
         print("STATS", len(stats))
