@@ -16,10 +16,11 @@ experiment, or finding a run or a model by id does not open every file:
   again. Trackio's own projects, files that cannot be used yet and files changed within the
   last 0.1 s are checked by identity at every look. Writes of the index carry the version they
   read at: what was read before another process's write never overwrites it. So another
-  process's writes never make the index lie. What it does not see: a file rewritten in place
-  by a program other than mytracker (`cp` onto it, the `sqlite3` shell) until the file is next
-  looked up by id or name, and a file another program adds or removes in the same moment as
-  this process changes the directory (see `_own_change`), until the directory next changes;
+  process's writes never make the index lie. What it does not see at once: a file rewritten in
+  place by a program other than mytracker (`cp` onto it, the `sqlite3` shell) until the file is
+  next looked up by id or name or the directory next changes, and a file another program adds
+  or removes in the same moment as this process changes the directory (see `_own_change`),
+  until the directory next changes;
 - run and model ids are recorded with their file when made, and on a miss the ids of every file
   changed since its ids were last read are read again;
 - the index is a cache: deleted or damaged, it is rebuilt from the files (the first listing then
@@ -114,7 +115,8 @@ CREATE TABLE IF NOT EXISTS ids_read (name TEXT PRIMARY KEY, identity TEXT NOT NU
 _INDEX_VERSION = 4
 # What `_current` takes of a row: the version is read with it, in the same statement.
 _ROW_COLUMNS = "name, identity, experiment, problem, (SELECT version FROM listing)"
-_RECORDED_TABLES = ("files", "experiment_tags", "ids_read", "listing", "changing")  # dropped for another version
+# Dropped for another version:
+_RECORDED_TABLES = ("files", "experiment_tags", "ids_read", "listing", "changing")
 
 
 def _identity(path: str | Path, wal_exists: bool = True, dir_fd: int | None = None) -> str | None:
@@ -145,9 +147,13 @@ def _identity(path: str | Path, wal_exists: bool = True, dir_fd: int | None = No
     return identity
 
 
-def _directory_identity(path: Path) -> str:
-    """A directory's inode and mtime: adding, removing or renaming an entry changes them."""
-    st = os.stat(path)
+def _directory_identity(path: Path) -> str | None:
+    """A directory's inode and mtime (adding, removing or renaming an entry changes them), or
+    None if it cannot be looked at."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
     return f"{st.st_ino}:{st.st_mtime_ns}"
 
 
