@@ -36,6 +36,7 @@ import os
 import platform
 import random
 import resource
+import shutil
 import sqlite3
 import statistics
 import subprocess
@@ -423,10 +424,16 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS))
     args = parser.parse_args()
+    tmp = tempfile.mkdtemp(prefix="bench-scale-")
+    try:
+        return _run(args, tmp)
+    finally:  # a full run's data is about 6 GB
+        shutil.rmtree(tmp, ignore_errors=True)
 
+
+def _run(args, tmp: str) -> int:
     from mlflow import MlflowClient
 
-    tmp = tempfile.mkdtemp(prefix="bench-scale-")
     print(f"python {platform.python_version()}, {os.cpu_count()} cores; command: python "
           f"benchmarks/bench_scale.py {' '.join(sys.argv[1:])}".rstrip())
     clients = {
