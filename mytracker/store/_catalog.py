@@ -148,13 +148,18 @@ def _identity(path: str | Path, wal_exists: bool = True, dir_fd: int | None = No
 
 
 def _directory_identity(path: Path) -> str | None:
-    """A directory's inode and mtime (adding, removing or renaming an entry changes them), or
+    """A directory's "inode:mtime_ns" (adding, removing or renaming an entry changes it), or
     None if it cannot be looked at."""
     try:
         st = os.stat(path)
     except OSError:
         return None
     return f"{st.st_ino}:{st.st_mtime_ns}"
+
+
+# The index's rows match the directory after a change of its own: the recorded identity moves
+# along with it (if it was the one the change started from).
+_MOVE_ALONG_SQL = "UPDATE listing SET directory = ? WHERE directory = ?"
 
 
 class _Index:
@@ -180,8 +185,7 @@ class _Index:
                 with suppress(sqlite3.DatabaseError):  # e.g. read-only: its next look lists
                     # Its -wal and -shm, if it made them, are no news of the directory's files.
                     self._conn.execute(
-                        "UPDATE listing SET directory = ? WHERE directory = ?",
-                        (_directory_identity(self.path.parent), before),
+                        _MOVE_ALONG_SQL, (_directory_identity(self.path.parent), before)
                     )
             except sqlite3.DatabaseError:  # damaged: it is only a cache
                 for leftover in (self.path, Path(f"{self.path}-wal"), Path(f"{self.path}-shm")):
@@ -506,14 +510,24 @@ class Catalog:
         """The experiment in a file, read from the file, and recorded in the index (unless
         another process recorded files since `version`). A file that cannot be used is skipped
         with a warning, or (strict) raises its DatabaseError."""
-        experiment, problem = self._look(path, identity)
-        self._index.write(*self._records([(path.name, identity, experiment, problem)]),
-                          version=version)
+        _, experiment, problem = self._look_and_record(path, identity, version)
         if problem:
             if strict:
                 raise DatabaseError(problem)
             self._warn_skipping(path, problem)
         return experiment
+
+    def _look_and_record(
+        self, path: Path, identity: str | None, version: int,
+        *also: tuple[str, list[tuple]],
+    ) -> tuple[bool, ExperimentRow | None, str | None]:
+        """`_look` at a file and record it, with the statements `also`, unless another process
+        recorded files since `version`: whether it was written, the experiment, the problem."""
+        experiment, problem = self._look(path, identity)
+        written = self._index.write(
+            *self._records([(path.name, identity, experiment, problem)]), *also, version=version
+        )
+        return written, experiment, problem
 
     @staticmethod
     def _needs_watching(identity: str, experiment: ExperimentRow | None, problem) -> bool:
@@ -563,11 +577,6 @@ class Catalog:
             self._warn_skipping(path, problem)
         return None if experiment is None else _experiment_from_json(experiment)
 
-    def _directory(self) -> tuple[str, int]:
-        """The directory's identity (see `_directory_identity`) and its mtime (ns)."""
-        st = os.stat(self.data_dir)
-        return f"{st.st_ino}:{st.st_mtime_ns}", st.st_mtime_ns
-
     def _sync(self) -> None:
         """Bring the index up to date with the directory. If the directory's identity is still
         the one recorded when the index last matched it, no file was added, removed or replaced
@@ -580,7 +589,7 @@ class Catalog:
             failed_writes = self._index.failed_writes
             # (the index is opened before the directory is looked at)
             directory, version, recheck = self._index.listing()
-            here, changed_ns = self._directory()
+            here = _directory_identity(self.data_dir)
             trusted = (
                 here == directory and not self._index.in_memory
                 and (recheck is None or time.time_ns() < recheck)
@@ -614,6 +623,7 @@ class Catalog:
             if listed is not None:
                 # A change in the same clock tick as the one the directory shows may not have
                 # moved its mtime: such a directory is listed once more when the tick is over.
+                changed_ns = int(here.split(":")[1])
                 racy = time.time_ns() - changed_ns < _RACY_DIRECTORY_NS
                 statements += ((
                     "UPDATE listing SET directory = ?, recheck = ?",
@@ -735,15 +745,10 @@ class Catalog:
     def refresh(self, path: Path, mark: str | None = None) -> None:
         """Record a file's experiment as it is now (and drop this process's `mark`), read again
         if another process recorded files meanwhile."""
+        dropped = ("DELETE FROM changing WHERE mark = ?", [(mark,)] if mark else [])
         for _ in range(10):
             _, version, _ = self._index.listing()
-            identity = _identity(path)
-            experiment, problem = self._look(path, identity)
-            if self._index.write(
-                *self._records([(path.name, identity, experiment, problem)]),
-                ("DELETE FROM changing WHERE mark = ?", [(mark,)] if mark else []),
-                version=version,
-            ):
+            if self._look_and_record(path, _identity(path), version, dropped)[0]:
                 return
 
     @contextmanager
@@ -776,18 +781,15 @@ class Catalog:
             return
         self._index.listing()  # opened first: its own -wal and -shm are not this change
         # `before`: the directory's identity, or a listing's during the change (see `_sync`)
-        self._changing.before, _ = self._directory()
+        self._changing.before = _directory_identity(self.data_dir)
         self._changing.pending = []  # index statements written with the new identity
         try:
             yield
         finally:
             pending, self._changing.pending = self._changing.pending, None
-            after, _ = self._directory()
-            before = self._changing.before
-            self._index.write(*pending, (
-                "UPDATE listing SET directory = ? WHERE directory = ?",
-                [(after, before)] if after != before else [],
-            ))
+            after, before = _directory_identity(self.data_dir), self._changing.before
+            moved = [(after, before)] if after != before else []
+            self._index.write(*pending, (_MOVE_ALONG_SQL, moved))
 
     def _write_with_change(self, *statements: tuple[str, list[tuple]]) -> None:
         """Write index statements with this thread's `_own_change` (one transaction), or now."""

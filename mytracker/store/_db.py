@@ -774,7 +774,6 @@ class _Template:
     rows are added, the bytes taken, and the rows removed again."""
 
     def __init__(self):
-        self.pid = os.getpid()
         self.lock = threading.Lock()
         image = bytearray(_empty_project_image())
         image[_FORMAT_VERSIONS] = b"\x01\x01"
@@ -800,7 +799,10 @@ class _Template:
         return bytes(image)
 
 
-_template: _Template | None = None
+@lru_cache(maxsize=1)
+def _template(pid: int) -> _Template:
+    """This process's template (a forked child makes its own)."""
+    return _Template()
 
 
 def write_new_project(
@@ -808,15 +810,13 @@ def write_new_project(
 ) -> None:
     """Write a complete project file holding a new experiment to `path`, which must not exist
     (a draft no reader lists: the caller places it). The file is the empty project image with
-    the experiment's rows added in memory, written and fsynced in one go: about 1 ms, where
-    making the schema statement by statement on disk took about 8 ms.
+    the experiment's rows added in memory (`_Template`), written and fsynced in one go: about
+    1.5 ms, 0.85 ms of it the fsync, where making the schema statement by statement on disk took
+    about 8 ms.
 
     >>> write_new_project(Path("/data/.exp.db.draft"), "1", "exp", "/data/exp", 0, {})  # doctest: +SKIP
     """
-    global _template
-    if _template is None or _template.pid != os.getpid():  # a forked child makes its own
-        _template = _Template()
-    image = _template.image(experiment_id, name, artifact_location, now_ms, tags)
+    image = _template(os.getpid()).image(experiment_id, name, artifact_location, now_ms, tags)
     # Whole on disk before the caller places it: a crash leaves at most an unplaced draft.
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     try:
