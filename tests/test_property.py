@@ -2,6 +2,7 @@
 MLflow's own SQLite store and on trackio://."""
 
 import math
+import random
 import shutil
 import time
 
@@ -156,13 +157,12 @@ def replay(uri: str, operations: list) -> list:
 
 def create_model(r, experiment_id, made, name, run, tags, params):
     time.sleep(0.003)  # distinct creation times: ties are ordered by the (random) model id
+    random.seed(len(r.models))  # a generated name: both stores draw the same one
     source_run_id = r.rid(run) if run is not None and run < made else None
     model = r.call("create_model", r.client.create_logged_model, experiment_id, name=name,
                    source_run_id=source_run_id, tags=tags, params=params)
     if model is not None:
         r.models[model.model_id] = len(r.models)
-        if name is None:  # a generated name differs by store
-            r.log[-1] = ("create_model", r.log[-1][1][:2] + r.log[-1][1][3:])
 
 
 def model_call(method: str):
