@@ -215,13 +215,45 @@ def test_sql_store_sessions_as_mytracker_opens_them(tmp_path):
 
 
 def test_spark_session_lookup_for_the_registry_uri():
-    """mytracker/store/_store.py `_skip_spark_lookup_without_pyspark` wraps the name MLflow's
+    """mytracker/store/_fluent.py `_skip_spark_lookup_without_pyspark` wraps the name MLflow's
     registry-URI resolution calls on every `MlflowClient()`."""
     from mlflow.tracking._model_registry import utils as registry_utils
 
     assert callable(getattr(registry_utils, "_get_active_spark_session", None)), (
         "mlflow.tracking._model_registry.utils._get_active_spark_session is gone: update "
-        "_skip_spark_lookup_without_pyspark in mytracker/store/_store.py"
+        "_skip_spark_lookup_without_pyspark in mytracker/store/_fluent.py"
     )
     lookup = registry_utils._get_registry_uri_from_spark_session
     assert "_get_active_spark_session" in lookup.__code__.co_names
+
+
+def test_what_a_client_built_without_arguments_depends_on():
+    """mytracker/store/_fluent.py `_reuse_fluent_clients` reuses the fluent API's client while
+    the settings it compares are unchanged: MLflow's resolution of the three URIs a client is
+    built from must read nothing else."""
+    from mlflow.tracking._model_registry import utils as registry_utils
+    from mlflow.utils import workspace_utils
+
+    reads = {
+        MlflowClient.__init__: {"_resolve_tracking_uri", "_resolve_registry_uri",
+                                "resolve_workspace_store_uri", "TrackingServiceClient",
+                                "TracingClient", "utils", "registry_utils", "workspace_utils",
+                                "_registry_uri", "_tracking_client", "_workspace_store_uri",
+                                "_tracing_client", "_workspace_client"},
+        registry_utils._resolve_registry_uri: {"_get_registry_uri_from_context",
+                                               "_get_default_registry_uri_for_tracking_uri",
+                                               "_resolve_tracking_uri"},
+        registry_utils._get_registry_uri_from_context: {"_registry_uri", "MLFLOW_REGISTRY_URI",
+                                                        "get", "_get_registry_uri_from_spark_session"},
+        workspace_utils.resolve_workspace_store_uri: {"get_workspace_store_uri",
+                                                      "_resolve_tracking_uri", "utils",
+                                                      "mlflow.tracking._tracking_service"},
+        workspace_utils.get_workspace_store_uri: {"_workspace_store_uri",
+                                                  "MLFLOW_WORKSPACE_STORE_URI", "get"},
+    }
+    for function, names in reads.items():
+        assert set(function.__code__.co_names) <= names, (
+            f"{function.__qualname__} now reads {set(function.__code__.co_names) - names}: "
+            "update _reuse_fluent_clients in mytracker/store/_fluent.py"
+        )
+    assert hasattr(registry_utils, "_registry_uri") and hasattr(workspace_utils, "_workspace_store_uri")

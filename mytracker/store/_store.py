@@ -88,7 +88,7 @@ from mlflow.utils.validation import (
     _validate_tag,
 )
 
-from mytracker.store import _dashboard, _db, _metrics, _native
+from mytracker.store import _dashboard, _db, _fluent, _metrics, _native
 from mytracker.store._catalog import (
     Catalog,
     experiment_filter_sql,
@@ -170,30 +170,6 @@ def _drain_at_exit(store: "TrackioStore") -> None:
 
         atexit.register(drain)
     _LIVE_STORES.add(store)
-
-
-def _skip_spark_lookup_without_pyspark() -> None:
-    """Stop MLflow from trying ``import pyspark`` on every client it builds.
-
-    Each ``MlflowClient()`` (``mlflow.log_metrics`` builds two) resolves the registry URI, and
-    with none set MLflow first asks for an active Spark session, which starts with
-    ``from pyspark.sql import SparkSession``: without pyspark installed that is a failed import
-    scanning ``sys.path``, about 200 us a time. A Spark session can only be active once pyspark
-    has been imported in this process, so until then the answer is None without the import;
-    afterwards MLflow's own lookup runs unchanged. Setting a registry URI instead would also
-    skip it, but would outlive a later ``set_tracking_uri`` and leak into child processes.
-    """
-    from mlflow.tracking._model_registry import utils as registry_utils
-
-    lookup = registry_utils._get_active_spark_session
-    if getattr(lookup, "__wrapped__", None) is not None:
-        return
-
-    @functools.wraps(lookup)
-    def active_spark_session():
-        return lookup() if "pyspark" in sys.modules else None
-
-    registry_utils._get_active_spark_session = active_spark_session
 
 
 def _configure_registry_mappers() -> None:
@@ -393,7 +369,7 @@ class TrackioStore(AbstractStore):
         if os.environ.get("_MLFLOW_SERVER_FILE_STORE"):
             _configure_registry_mappers()
         _drain_at_exit(self)
-        _skip_spark_lookup_without_pyspark()
+        _fluent.install()
         # MLflow's experiment "0" exists from the start, but its file is made only when something
         # is written to it: an empty Default.db would be the first project Trackio's dashboard
         # opens. Until then the store answers with `_virtual_default`.
