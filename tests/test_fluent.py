@@ -1,6 +1,8 @@
 """MLflow's fluent API on ``trackio://``: what mytracker cuts from its per-call work
 (mytracker/store/_fluent.py) changes no answer."""
 
+import os
+
 import mlflow
 from mlflow import MlflowClient
 from mlflow.tracking import fluent
@@ -32,7 +34,7 @@ def test_fluent_calls_reuse_one_client_and_follow_every_setting(tmp_path, monkey
 
     def unset_registry_uri():
         mlflow.set_registry_uri(None)
-        monkeypatch.delenv("MLFLOW_REGISTRY_URI")  # set_registry_uri exported it for children
+        os.environ.pop("MLFLOW_REGISTRY_URI")  # set_registry_uri exported it for children
 
     follows(lambda: mlflow.set_registry_uri(second), unset_registry_uri)
     follows(lambda: monkeypatch.setenv("MLFLOW_REGISTRY_URI", second),
