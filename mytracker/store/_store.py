@@ -476,7 +476,7 @@ class TrackioStore(AbstractStore):
         return experiment_id
 
     def get_experiment(self, experiment_id):
-        return self._to_experiment(self._experiment(_parse_experiment_id(experiment_id))[1])
+        return self._to_experiment(self._experiment(_experiment_id_or_default(experiment_id))[1])
 
     def get_experiment_by_name(self, experiment_name):
         experiment = self._catalog.find_experiment_by_name(experiment_name)
@@ -555,7 +555,7 @@ class TrackioStore(AbstractStore):
 
     def rename_experiment(self, experiment_id, new_name):
         _validate_experiment_name(new_name)
-        experiment_id = _parse_experiment_id(experiment_id)
+        experiment_id = _experiment_id_or_default(experiment_id)
         self._experiment(experiment_id, write=True)  # "0" gets its file (under the same lock)
         with self._catalog.directory_lock():
             db, experiment = self._experiment(experiment_id)
@@ -1360,6 +1360,12 @@ def _parse_experiment_id(experiment_id) -> str:
             f"Invalid experiment ID '{experiment_id}'. Experiment ID must be a valid integer.",
             INVALID_PARAMETER_VALUE,
         ) from None
+
+
+def _experiment_id_or_default(experiment_id) -> str:
+    """As MLflow's SQL store reads the id of an experiment it gets or renames: none (None, "")
+    is the Default experiment. (Its delete and restore also start so, then fail on the id.)"""
+    return _parse_experiment_id(experiment_id or DEFAULT_EXPERIMENT_ID)
 
 
 def _validate_max_results(max_results, allow_null=False) -> None:
