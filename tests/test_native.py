@@ -385,3 +385,45 @@ def test_history_pages_through_rows_trackio_stamped_alike(data_dir, store_uri):
         if not token:
             break
     assert steps == list(range(50)) and token is None
+
+
+LOGGER = """
+import sys, trackio
+trackio.init(project="latest", name="r", resume="allow", auto_log_cpu=False, auto_log_gpu=False)
+for step, values in eval(sys.argv[1]):
+    trackio.log(values, step=step)
+trackio.finish()
+"""
+
+
+def test_latest_metrics_of_a_trackio_run_follow_mlflows_rule(data_dir, store_uri):
+    """MLflow's latest value of a key is its point with the largest (step, timestamp, value):
+    for a Trackio run read from the rows largest step first, and read again once Trackio
+    writes more (the rows are read again only when the file changed)."""
+    def log(points) -> None:
+        subprocess.run([sys.executable, "-c", LOGGER, repr(points)], check=True, timeout=180,
+                       env={**os.environ, "TRACKIO_DIR": str(data_dir)}, capture_output=True)
+
+    def expected(run_id) -> dict:
+        latest = {}
+        for key in client.get_run(run_id).data.metrics:
+            points = client.get_metric_history(run_id, key)
+            latest[key] = max(points, key=lambda m: (m.step, m.timestamp, m.value)).value
+        return latest
+
+    client = MlflowClient(store_uri)
+    # Repeated and out-of-order steps, a key only at the first step, one only at the last.
+    log([(0, {"loss": 1.0, "early": 7.0}), (2, {"loss": 0.5}), (2, {"loss": 0.75}),
+         (5, {"loss": 0.25, "late": 3.0}), (3, {"loss": 0.1}), (5, {"loss": 0.2})])
+    experiment = client.get_experiment_by_name("latest")
+    (run,) = client.search_runs([experiment.experiment_id])
+    run_id = run.info.run_id
+    assert run.data.metrics == expected(run_id)
+    assert (run.data.metrics["early"], run.data.metrics["late"]) == (7.0, 3.0)
+    assert run.data.metrics["loss"] in (0.2, 0.25)  # step 5's: by timestamp, then by value
+    assert client.get_run(run_id).data.metrics == run.data.metrics  # unchanged file: as read
+    log([(4, {"early": 9.0}), (9, {"loss": 0.05})])  # Trackio adds rows to the same run
+    assert client.get_run(run_id).data.metrics == expected(run_id)
+    assert client.get_run(run_id).data.metrics == {"loss": 0.05, "early": 9.0, "late": 3.0}
+    (again,) = client.search_runs([experiment.experiment_id])
+    assert again.data.metrics == {"loss": 0.05, "early": 9.0, "late": 3.0}

@@ -1172,10 +1172,12 @@ def trackio_run(conn: sqlite3.Connection, run_id: str) -> TrackioRun:
 
 
 def trackio_rows(conn: sqlite3.Connection, run_id: str, system: bool) -> Iterator[tuple]:
-    """(step, timestamp text, metrics JSON) of every metric (or system-metric) row of a run."""
+    """(step, timestamp text, metrics JSON) of every metric (or system-metric) row of a run,
+    the largest step first."""
     table, step = metric_table(system)
     yield from conn.execute(
-        f"SELECT {step}, timestamp, metrics FROM {table} WHERE run_id = ?", (run_id,)
+        f"SELECT {step} AS s, timestamp, metrics FROM {table} WHERE run_id = ? ORDER BY s DESC",
+        (run_id,),
     )
 
 

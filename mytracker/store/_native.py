@@ -29,6 +29,7 @@ import json
 import os
 import re
 import time
+import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -56,6 +57,11 @@ from mytracker.store._trackio import (
     native_experiment_id,
     number_from_json,
 )
+
+# Per open project file, the latest metrics of its Trackio runs as last read, with the file's
+# version then: SQLite's data_version (moves when another connection commits) and this
+# connection's total_changes (when it writes). Reading them costs every row of the run.
+_LATEST: weakref.WeakKeyDictionary[ProjectDB, dict[str, tuple]] = weakref.WeakKeyDictionary()
 
 # Trackio records no run status: a run that logged within this many seconds is RUNNING.
 IDLE_S = float(os.environ.get("MYTRACKER_TRACKIO_IDLE_S", "300"))
@@ -132,17 +138,29 @@ def runs(
     their latest metrics (which cost a read of every row of the run) only `with_metrics`."""
     now = _now_ms()
     with db.read() as conn:
+        # First, so that it names the snapshot this transaction reads (SQLite takes both at once).
+        version = (conn.execute("PRAGMA data_version").fetchone()[0], conn.total_changes)
         if not _db.is_trackio_project(conn):
             return {}
         wanted = _db.unrecorded_run_ids(conn, adopted(db))
         if run_ids is not None:
             asked = set(run_ids)
             wanted = [i for i in wanted if i in asked]
-        return {
-            run_id: _record(conn, run_id, experiment_row, now, with_metrics)
-            for run_id in wanted
-            if _RUN_ID.match(run_id)
-        }
+        held = _LATEST.setdefault(db, {})
+        records = {}
+        for run_id in wanted:
+            if not _RUN_ID.match(run_id):
+                continue
+            latest = None
+            if with_metrics:
+                cached = held.get(run_id)
+                if cached is not None and cached[:2] == (conn, version):
+                    latest = cached[2]
+                else:
+                    latest = _latest_metrics(conn, run_id)
+                    held[run_id] = (conn, version, latest)
+            records[run_id] = _record(conn, run_id, experiment_row, now, latest)
+        return records
 
 
 def record_run(conn, run_id: str) -> bool:
@@ -150,7 +168,9 @@ def record_run(conn, run_id: str) -> bool:
     as read now. Returns False if `run_id` is no run of Trackio's tables."""
     if not _RUN_ID.match(run_id) or not _db.has_trackio_run(conn, run_id):
         return False
-    _db.record_run(conn, _record(conn, run_id, _db.experiment_row(conn), _now_ms()))
+    _db.record_run(
+        conn, _record(conn, run_id, _db.experiment_row(conn), _now_ms(), _latest_metrics(conn, run_id))
+    )
     return True
 
 
@@ -164,7 +184,8 @@ def _param_text(value) -> str:
 
 
 def _record(
-    conn, run_id: str, experiment_row: ExperimentRow, now_ms: int, with_metrics: bool = True
+    conn, run_id: str, experiment_row: ExperimentRow, now_ms: int,
+    latest: list[LatestMetric] | None,
 ) -> RunRecord:
     from mlflow.utils.uri import append_to_uri_path
 
@@ -202,7 +223,7 @@ def _record(
         lifecycle_stage=experiment_row.lifecycle_stage,
         artifact_uri=append_to_uri_path(experiment_row.artifact_location, run_id, "artifacts"),
     )
-    return RunRecord(info, params, tags, _latest_metrics(conn, run_id) if with_metrics else [])
+    return RunRecord(info, params, tags, list(latest or []))
 
 
 def _ms_or_none(text) -> int | None:
@@ -215,8 +236,10 @@ def _ms_or_none(text) -> int | None:
 
 
 def _latest_metrics(conn, run_id: str) -> list[LatestMetric]:
-    """Per key, the point MLflow calls latest: the largest (step, timestamp, value)."""
+    """Per key, the point MLflow calls latest: the largest (step, timestamp, value). Rows come
+    largest step first, so a key already seen at a larger step needs no more work."""
     latest: dict[str, tuple] = {}
+    names: dict[str, str] = {}
     for system in (False, True):
         prefix = _SYSTEM_PREFIX if system else ""
         for step, timestamp, text in _db.trackio_rows(conn, run_id, system):
@@ -226,20 +249,25 @@ def _latest_metrics(conn, run_id: str) -> list[LatestMetric]:
                 continue
             if not isinstance(data, dict):
                 continue
-            ts = None
+            step, ts = int(step), None
             for trackio_key, raw in data.items():
                 if system and trackio_key == SYSTEM_STEP_KEY:
+                    continue
+                key = names.get(trackio_key)
+                if key is None:
+                    key = names[trackio_key] = prefix + mlflow_metric_key(trackio_key)
+                current = latest.get(key)
+                if current is not None and current[0][0] > step:
                     continue
                 value = number_from_json(raw)
                 if value is None:
                     continue
                 if ts is None:
                     ts = ms_from_iso(timestamp)
-                key = prefix + mlflow_metric_key(trackio_key)
-                rank = (int(step), ts, clamped(value))
-                current = latest.get(key)
+                rank = (step, ts, clamped(value))
                 if current is None or rank > current[0]:
                     latest[key] = (rank, value)
+        names.clear()
     return [
         LatestMetric(key, None if value != value else value, ts, step, int(value != value))
         for key, ((step, ts, _), value) in latest.items()
