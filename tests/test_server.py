@@ -54,6 +54,8 @@ def test_clients_log_through_the_server_into_trackio_files(server, unique_name, 
             notes.write_text("logged through the server\n")
             mlflow.log_artifact(str(notes))
             mlflow.log_dict({"classes": ["cat", "dog"]}, "eval/labels.json")
+            mlflow.log_table({"question": ["2+2?", "3*3?"], "score": [1.0, 0.0]},
+                             "eval/answers.json")
         remote = MlflowClient(server["url"])
         assert sorted(f.path for f in remote.list_artifacts(run.info.run_id)) == [
             "eval", "notes.txt"
@@ -86,6 +88,10 @@ def test_clients_log_through_the_server_into_trackio_files(server, unique_name, 
     assert [(row["step"], row["train/loss"]) for row in logs if "train/loss" in row] == [
         (s, 1.0 / (s + 1)) for s in range(50)
     ]
+    # The table logged through the server shows in Trackio's table view, as a local run's does.
+    (table,) = [row["eval/answers"] for row in logs if "eval/answers" in row]
+    assert table["_type"] == "trackio.table"
+    assert table["_value"] == [{"question": "2+2?", "score": 1.0}, {"question": "3*3?", "score": 0.0}]
 
 
 def test_eight_clients_lose_nothing(server, unique_name):
