@@ -168,9 +168,8 @@ def record_run(conn, run_id: str) -> bool:
     as read now. Returns False if `run_id` is no run of Trackio's tables."""
     if not _RUN_ID.match(run_id) or not _db.has_trackio_run(conn, run_id):
         return False
-    _db.record_run(
-        conn, _record(conn, run_id, _db.experiment_row(conn), _now_ms(), _latest_metrics(conn, run_id))
-    )
+    latest = _latest_metrics(conn, run_id)
+    _db.record_run(conn, _record(conn, run_id, _db.experiment_row(conn), _now_ms(), latest))
     return True
 
 

@@ -18,7 +18,6 @@ import json
 import logging
 import math
 import os
-import sys
 import threading
 import time
 import uuid
@@ -50,7 +49,6 @@ from mlflow.entities.logged_model_output import LoggedModelOutput
 from mlflow.entities.logged_model_status import LoggedModelStatus
 from mlflow.entities.run_outputs import RunOutputs
 from mlflow.exceptions import MlflowException
-from mlflow.protos.databricks_pb2 import BAD_REQUEST
 from mlflow.protos.databricks_pb2 import (
     BAD_REQUEST,
     INVALID_PARAMETER_VALUE,
