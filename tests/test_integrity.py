@@ -446,6 +446,44 @@ def test_a_second_os_user_gets_clear_errors_and_can_share_a_writable_directory(t
     assert client.create_experiment("c") == "3"
 
 
+def test_a_file_from_before_migration_0007_reads_for_a_user_who_cannot_upgrade_it(traversable_tmp):
+    """Migration 0007 records when each key was first logged, so a run lists its metrics in that
+    order. A file from before it, in a directory another user can only read, still reads (its
+    keys by name); the first process that may write upgrades it, and keys logged from then on
+    come after the older ones."""
+    directory = traversable_tmp / "older"
+    directory.mkdir()
+    directory.chmod(0o755)
+    client = MlflowClient(f"trackio://{directory}")
+    run_id = client.create_run(client.create_experiment("older")).info.run_id
+    for key in ("zeta", "alpha"):
+        client.log_metric(run_id, key, 1.0)
+    path = next(directory.glob("older*.db"))
+    conn = sqlite3.connect(path)
+    with conn:  # the file as mytracker made it before 0007
+        conn.execute("ALTER TABLE mlflow_latest_metrics DROP COLUMN logged")
+        conn.execute("DELETE FROM mytracker_migrations WHERE name = '0007_latest_metrics_order'")
+    conn.close()
+    read = (
+        "import sys, mlflow\n"
+        "print(list(mlflow.MlflowClient(f'trackio://{sys.argv[1]}').get_run(sys.argv[2]).data.metrics))"
+    )
+    result = subprocess.run([*AS_NOBODY, sys.executable, "-c", read, str(directory), run_id],
+                            env={**os.environ, "HOME": str(traversable_tmp)},
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["['alpha',", "'zeta']"]
+
+    fresh = subprocess.run(  # a process that may write: upgrades the file, then logs "beta"
+        [sys.executable, "-c", read.replace("print(", "c = mlflow.MlflowClient(f'trackio://{sys.argv[1]}'); "
+                                            "c.log_metric(sys.argv[2], 'beta', 2.0); print(", 1),
+         str(directory), run_id],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert fresh.returncode == 0, fresh.stderr
+    assert fresh.stdout.split() == ["['alpha',", "'zeta',", "'beta']"]
+
+
 # --- (1) creating an experiment while Trackio creates the same project --------------------------------
 
 TRACKIO_RACER = """

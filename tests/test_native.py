@@ -419,6 +419,7 @@ def test_latest_metrics_of_a_trackio_run_follow_mlflows_rule(data_dir, store_uri
     (run,) = client.search_runs([experiment.experiment_id])
     run_id = run.info.run_id
     assert run.data.metrics == expected(run_id)
+    assert list(run.data.metrics) == ["loss", "early", "late"]  # as first logged
     assert (run.data.metrics["early"], run.data.metrics["late"]) == (7.0, 3.0)
     assert run.data.metrics["loss"] in (0.2, 0.25)  # step 5's: by timestamp, then by value
     assert client.get_run(run_id).data.metrics == run.data.metrics  # unchanged file: as read

@@ -351,3 +351,29 @@ def test_fluent_api_against_both_stores(tmp_path):
             mlflow.set_tracking_uri(None)
     assert outcomes[0] == outcomes[1]
     assert outcomes[1][0] == "FINISHED"
+
+
+def order_scenario(uri):
+    """The order a run lists its metrics in: MLflow's SQL store lists them as their keys were
+    first logged (batch order within a batch), and so does the MLflow UI."""
+    c = MlflowClient(tracking_uri=uri)
+    experiment_id = c.create_experiment("order")
+    answers = []
+    for name in ("a", "b"):
+        run_id = c.create_run(experiment_id, run_name=name).info.run_id
+        c.log_metric(run_id, "zeta", 1.0, step=0)
+        c.log_batch(run_id, metrics=[Metric("mid", 1.0, T0, 0), Metric("Beta", 1.0, T0, 0),
+                                     Metric("mid", 2.0, T0, 1), Metric("alpha", 3.0, T0 + 1, 0)])
+        c.log_metric(run_id, "zeta", 0.5, step=1)  # an update keeps the key's place
+        c.log_batch(run_id, metrics=[Metric(f"k{i}", float(i), T0, i) for i in (3, 1, 2)])
+        c.log_metric(run_id, "aaa" if name == "a" else "zzz", 1.0)
+        answers.append(("get_run", list(c.get_run(run_id).data.metrics)))
+    for run in c.search_runs([experiment_id], order_by=["attributes.run_name"]):
+        answers.append(("search_runs", list(run.data.metrics)))
+    return answers
+
+
+def test_metrics_listed_in_the_order_mlflows_sqlite_store_lists_them(tmp_path):
+    expected = order_scenario(f"sqlite:///{tmp_path}/mlflow.db")
+    assert expected[0][1][:4] == ["zeta", "mid", "Beta", "alpha"]  # not by name: by first logged
+    assert order_scenario(f"trackio://{tmp_path}/trackio") == expected

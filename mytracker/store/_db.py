@@ -665,11 +665,15 @@ class ProjectDB:
                         f"SELECT run_id, key, value FROM {table} WHERE run_id IN ({marks})", chunk
                     ):
                         getattr(runs[run_id], attribute)[key] = value
-                for run_id, *metric in conn.execute(
+                latest = (
                     "SELECT run_id, key, value, timestamp, step, is_nan FROM mlflow_latest_metrics "
-                    f"WHERE run_id IN ({marks})",
-                    chunk,
-                ):
+                    f"WHERE run_id IN ({marks})"
+                )
+                try:  # in the order the keys were first logged, as MLflow's SQL store lists them
+                    rows = conn.execute(latest + " ORDER BY logged, key", chunk).fetchall()
+                except sqlite3.OperationalError:  # a file from before that was recorded (0007)
+                    rows = conn.execute(latest, chunk).fetchall()
+                for run_id, *metric in rows:
                     runs[run_id].metrics.append(LatestMetric(*metric))
                 inputs: dict[str, DatasetInputRow] = {}
                 for row in conn.execute(
@@ -957,9 +961,11 @@ def record_run(conn: sqlite3.Connection, record: RunRecord) -> None:
     )
     insert_params(conn, record.info.run_id, record.params.items())
     set_tags(conn, record.info.run_id, record.tags.items())
+    first = time.time_ns()
     upsert_latest_metrics(
         conn, record.info.run_id,
-        [(m.key, m.value, m.timestamp, m.step, m.is_nan) for m in record.metrics],
+        [(m.key, m.value, m.timestamp, m.step, m.is_nan, first + i)
+         for i, m in enumerate(record.metrics)],
     )
 
 
@@ -1392,8 +1398,8 @@ def _latest_rank(table: str) -> str:
 
 
 _UPSERT_LATEST_SQL = (
-    "INSERT INTO mlflow_latest_metrics (run_id, key, value, timestamp, step, is_nan) "
-    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (run_id, key) DO UPDATE SET "
+    "INSERT INTO mlflow_latest_metrics (run_id, key, value, timestamp, step, is_nan, logged) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (run_id, key) DO UPDATE SET "
     "value = excluded.value, timestamp = excluded.timestamp, step = excluded.step, "
     f"is_nan = excluded.is_nan WHERE {_latest_rank('excluded')} > "
     f"{_latest_rank('mlflow_latest_metrics')}"
@@ -1401,10 +1407,13 @@ _UPSERT_LATEST_SQL = (
 
 
 def upsert_latest_metrics(
-    conn: sqlite3.Connection, run_id: str, latest: Iterable[tuple[str, float | None, int, int, int]]
+    conn: sqlite3.Connection, run_id: str,
+    latest: Iterable[tuple[str, float | None, int, int, int, int]],
 ) -> None:
     """Keep, per key, the point MLflow calls latest: the largest (step, timestamp, value),
-    comparing NaN as 0 and infinities as the largest finite doubles, as MLflow's SQL store."""
+    comparing NaN as 0 and infinities as the largest finite doubles, as MLflow's SQL store.
+    Each point ends with when its key was logged first (ns): the run lists its keys so, and an
+    update keeps the key's."""
     conn.executemany(_UPSERT_LATEST_SQL, [(run_id, *point) for point in latest])
 
 

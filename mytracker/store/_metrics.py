@@ -12,6 +12,7 @@ import base64
 import bisect
 import json
 import operator
+import time
 from collections.abc import Sequence
 from functools import lru_cache
 from itertools import islice
@@ -257,6 +258,8 @@ def log_metrics(conn, run_id: str, run_name: str, columns: tuple) -> int:
     transaction. Returns how many points were new."""
     keys, values, timestamps, steps = columns
     encodings = {key: _key_encoding(key) for key in set(keys)}
+    first = time.time_ns()  # when the batch's keys were logged: new keys list in batch order
+    logged = {key: first + i for i, key in enumerate(dict.fromkeys(keys))}
     # Points already stored are skipped: one point per (key, step, timestamp, value), as
     # MLflow's SQL store keeps them (so a retried batch changes nothing). Stored rows of the
     # batch's (step, timestamp) pairs that only hold metrics can take more keys: a step whose
@@ -275,7 +278,9 @@ def log_metrics(conn, run_id: str, run_name: str, columns: tuple) -> int:
         texts = json_numbers(values)
         fields = [encodings[key][1] + ":" + text for key, text in zip(keys, texts)]
         _db.insert_metric_rows(conn, run_id, run_name, [ts, step, "{" + ",".join(fields) + "}"])
-        _upsert_latest(conn, run_id, {key: ((step, ts), value) for key, value in zip(keys, values)})
+        _upsert_latest(
+            conn, run_id, {key: ((step, ts), value) for key, value in zip(keys, values)}, logged
+        )
         return len(keys)
     systems = {e[0] for e in encodings.values()}
     if not step_rows:
@@ -297,7 +302,7 @@ def log_metrics(conn, run_id: str, run_name: str, columns: tuple) -> int:
     taken = {(step, ts) for _, step, ts, _ in stored} | {(s, t) for _, s, t in open_rows}
     joined, rest = _join_step_rows(
         conn, run_id, run_name, (keys, values, timestamps, steps), quoted, system_keys, taken,
-        step_rows,
+        step_rows, logged,
     )
     if joined:
         if not rest:
@@ -358,18 +363,18 @@ def log_metrics(conn, run_id: str, run_name: str, columns: tuple) -> int:
         _db.insert_metric_rows(conn, run_id, run_name, metric_rows)
     if system_rows:
         _db.insert_system_rows(conn, run_id, run_name, system_rows)
-    _upsert_latest(conn, run_id, latest)
+    _upsert_latest(conn, run_id, latest, logged)
     if joined:  # after the rows above: the placeholder may have taken some of their points
         _db.drop_placeholder(conn, run_id)
     return written + joined
 
 
-def _upsert_latest(conn, run_id: str, latest: dict[str, tuple]) -> None:
+def _upsert_latest(conn, run_id: str, latest: dict[str, tuple], logged: dict[str, int]) -> None:
     _db.upsert_latest_metrics(
         conn,
         run_id,
         [
-            (key, value if value == value else None, ts, step, int(value != value))
+            (key, value if value == value else None, ts, step, int(value != value), logged[key])
             for key, ((step, ts), value) in latest.items()
         ],
     )
@@ -381,7 +386,7 @@ JOIN_WINDOW_MS = 10_000
 
 def _join_step_rows(
     conn, run_id: str, run_name: str, columns: tuple, quoted: dict, system_keys: set, taken: set,
-    step_rows: bool,
+    step_rows: bool, logged: dict[str, int],
 ) -> tuple[int, list]:
     """Write the points that join a row of their step, and the rows they join; returns how many
     points were written and the other points, as (key, value, timestamp_ms, step), for the
@@ -483,7 +488,7 @@ def _join_step_rows(
     _db.update_rows(conn, False, updates)
     _db.insert_joined_points(conn, run_id, joined_points)
     points = list(zip(keys, values, timestamps, steps))
-    _upsert_latest(conn, run_id, _latest_points([points[i] for i in done]))
+    _upsert_latest(conn, run_id, _latest_points([points[i] for i in done]), logged)
     return len(done), [point for i, point in enumerate(points) if i not in done]
 
 

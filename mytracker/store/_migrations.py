@@ -146,6 +146,13 @@ MIGRATIONS: list[tuple[str, str]] = [
         # and key, the primary key), and the index cost every logged step a page write.
         "DROP INDEX IF EXISTS mlflow_latest_metrics_key",
     ),
+    (
+        "0007_latest_metrics_order",
+        # When each key was first logged (ns, plus its place in the batch): MLflow's SQL store
+        # lists a run's metrics in that order (its latest-metrics rows in insertion order), and
+        # so do the MLflow UI's run page and charts. Rows from before stay NULL: listed first.
+        "ALTER TABLE mlflow_latest_metrics ADD COLUMN logged INTEGER",
+    ),
 ]
 
 

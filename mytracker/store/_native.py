@@ -235,10 +235,12 @@ def _ms_or_none(text) -> int | None:
 
 
 def _latest_metrics(conn, run_id: str) -> list[LatestMetric]:
-    """Per key, the point MLflow calls latest: the largest (step, timestamp, value). Rows come
-    largest step first, so a key already seen at a larger step needs no more work."""
+    """Per key, the point MLflow calls latest: the largest (step, timestamp, value), keys in the
+    order they first appear (by step, then place in the row; system metrics after the others).
+    Rows come largest step first, so a key already seen at a larger step needs no more work."""
     latest: dict[str, tuple] = {}
     names: dict[str, str] = {}
+    first: dict[str, tuple[bool, int, int]] = {}
     for system in (False, True):
         prefix = _SYSTEM_PREFIX if system else ""
         for step, timestamp, text in _db.trackio_rows(conn, run_id, system):
@@ -249,12 +251,13 @@ def _latest_metrics(conn, run_id: str) -> list[LatestMetric]:
             if not isinstance(data, dict):
                 continue
             step, ts = int(step), None
-            for trackio_key, raw in data.items():
+            for place, (trackio_key, raw) in enumerate(data.items()):
                 if system and trackio_key == SYSTEM_STEP_KEY:
                     continue
                 key = names.get(trackio_key)
                 if key is None:
                     key = names[trackio_key] = prefix + mlflow_metric_key(trackio_key)
+                first[key] = (system, step, place)
                 current = latest.get(key)
                 if current is not None and current[0][0] > step:
                     continue
@@ -269,5 +272,5 @@ def _latest_metrics(conn, run_id: str) -> list[LatestMetric]:
         names.clear()
     return [
         LatestMetric(key, None if value != value else value, ts, step, int(value != value))
-        for key, ((step, ts, _), value) in latest.items()
+        for key, ((step, ts, _), value) in sorted(latest.items(), key=lambda kv: first[kv[0]])
     ]
