@@ -320,3 +320,15 @@ def test_logged_tables_show_in_trackios_table_view(home_tracking, unique_name, d
     assert mlflow.load_table("eval/answers.json", run_ids=[run.info.run_id])["score"].tolist() == [
         1.0, 0.5, 0.0
     ]
+
+
+def test_a_parquet_table_shows_in_trackios_table_view(home_tracking, unique_name, dashboard):
+    mlflow.set_experiment(unique_name)
+    with mlflow.start_run(run_name="eval") as run:
+        mlflow.log_table({"question": ["2+2?", "capital?"], "score": [1.0, 0.5], "n": [1, 2]},
+                         artifact_file="eval/answers.parquet")
+        rows = dashboard("get_logs", project=unique_name, run="eval", run_id=run.info.run_id)
+    (table,) = [r["eval/answers"] for r in rows if "eval/answers" in r]  # at once, as JSON's
+    assert table["_type"] == "trackio.table"
+    assert table["_value"] == [{"question": "2+2?", "score": 1.0, "n": 1},
+                               {"question": "capital?", "score": 0.5, "n": 2}]

@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import posixpath
 import re
 import shutil
 import sqlite3
@@ -238,10 +239,11 @@ def table_rows(
     run_id: str, run_name: str, artifact_uri: str | None, logged_artifacts: str | None
 ) -> list[tuple]:
     """Metrics rows that show the run's `mlflow.log_table` tables in Trackio's table view, as
-    `image_rows` gives them: each JSON table the run's `mlflow.loggedArtifacts` tag lists, read
-    from its local artifact directory, as Trackio's own `trackio.Table` stores one (a list of
-    row dicts) under the artifact's path without ".json", at step 0. A table that grew since
-    (MLflow appends to the file) is shown again, whole; one that cannot be read is left out."""
+    `image_rows` gives them: each table (JSON or Parquet) the run's `mlflow.loggedArtifacts` tag
+    lists, read from its local artifact directory, as Trackio's own `trackio.Table` stores one
+    (a list of row dicts) under the artifact's path without its suffix, at step 0. A table that
+    grew since (MLflow appends to the file) is shown again, whole; one that cannot be read is
+    left out."""
     root = local_artifact_dir(artifact_uri)
     try:
         listed = json.loads(logged_artifacts or "[]")
@@ -250,21 +252,34 @@ def table_rows(
     rows = []
     for entry in listed if root is not None and isinstance(listed, list) else []:
         path = entry.get("path") if isinstance(entry, dict) else None
-        if entry.get("type") != "table" or not isinstance(path, str) or not path.endswith(".json"):
+        if entry.get("type") != "table" or not isinstance(path, str):
+            continue
+        name, suffix = posixpath.splitext(path)
+        if suffix not in (".json", ".parquet"):
             continue
         try:
             file = root / path
             stat = file.stat()
-            table = json.loads(file.read_text())
-            data = [dict(zip(table["columns"], values)) for values in table["data"]]
-        except (OSError, ValueError, KeyError, TypeError):
+            data = _table_records(file)
+        except (OSError, ValueError, KeyError, TypeError, ImportError):
             continue
         version = f"{path}@{stat.st_mtime_ns}:{stat.st_size}"  # tells a shown table apart
         value = {"_type": "trackio.table", "_value": data, "source": version}
-        text = json.dumps({path[: -len(".json")]: value}, separators=(",", ":"))
+        text = json.dumps({name: value}, separators=(",", ":"))
         log_id = f"mlflow-table:{run_id}:{version}"
         rows.append((run_id, iso_from_ms(stat.st_mtime_ns // 1_000_000), run_name, 0, text, log_id))
     return rows
+
+
+def _table_records(file: Path) -> list[dict]:
+    """A logged table's rows as dicts: JSON as MLflow writes it (pandas' "split" layout), or
+    Parquet through pandas, as `mlflow.load_table` reads it."""
+    if file.suffix == ".parquet":
+        import pandas as pd
+
+        return json.loads(pd.read_parquet(file).to_json(orient="records", date_format="iso"))
+    table = json.loads(file.read_text())
+    return [dict(zip(table["columns"], values)) for values in table["data"]]
 
 
 def publish_run_images(
