@@ -671,7 +671,9 @@ class ProjectDB:
                 )
                 try:  # in the order the keys were first logged, as MLflow's SQL store lists them
                     rows = conn.execute(latest + " ORDER BY logged, key", chunk).fetchall()
-                except sqlite3.OperationalError:  # a file from before that was recorded (0007)
+                except sqlite3.OperationalError as e:  # a file from before 0007, not upgraded
+                    if "no such column" not in str(e):
+                        raise
                     rows = conn.execute(latest, chunk).fetchall()
                 for run_id, *metric in rows:
                     runs[run_id].metrics.append(LatestMetric(*metric))

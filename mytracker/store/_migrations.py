@@ -150,7 +150,7 @@ MIGRATIONS: list[tuple[str, str]] = [
         "0007_latest_metrics_order",
         # When each key was first logged (ns, plus its place in the batch): MLflow's SQL store
         # lists a run's metrics in that order (its latest-metrics rows in insertion order), and
-        # so do the MLflow UI's run page and charts. Rows from before stay NULL: listed first.
+        # so does the MLflow UI's run page. Rows from before stay NULL: listed first.
         "ALTER TABLE mlflow_latest_metrics ADD COLUMN logged INTEGER",
     ),
 ]
