@@ -963,11 +963,10 @@ def record_run(conn: sqlite3.Connection, record: RunRecord) -> None:
     )
     insert_params(conn, record.info.run_id, record.params.items())
     set_tags(conn, record.info.run_id, record.tags.items())
-    first = time.time_ns()
+    logged = first_logged(m.key for m in record.metrics)
     upsert_latest_metrics(
         conn, record.info.run_id,
-        [(m.key, m.value, m.timestamp, m.step, m.is_nan, first + i)
-         for i, m in enumerate(record.metrics)],
+        [(m.key, m.value, m.timestamp, m.step, m.is_nan, logged[m.key]) for m in record.metrics],
     )
 
 
@@ -1408,14 +1407,21 @@ _UPSERT_LATEST_SQL = (
 )
 
 
+def first_logged(keys: Iterable[str]) -> dict[str, int]:
+    """For `upsert_latest_metrics`: when each key is logged first if it is new to the run, now
+    (ns) plus its place among `keys`, so new keys list in the order given."""
+    first = time.time_ns()
+    return {key: first + i for i, key in enumerate(dict.fromkeys(keys))}
+
+
 def upsert_latest_metrics(
     conn: sqlite3.Connection, run_id: str,
     latest: Iterable[tuple[str, float | None, int, int, int, int]],
 ) -> None:
     """Keep, per key, the point MLflow calls latest: the largest (step, timestamp, value),
     comparing NaN as 0 and infinities as the largest finite doubles, as MLflow's SQL store.
-    Each point ends with when its key was logged first (ns): the run lists its keys so, and an
-    update keeps the key's."""
+    Each point ends with when its key was logged first (`first_logged`): the run lists its keys
+    so, and an update keeps the key's."""
     conn.executemany(_UPSERT_LATEST_SQL, [(run_id, *point) for point in latest])
 
 

@@ -12,7 +12,6 @@ import base64
 import bisect
 import json
 import operator
-import time
 from collections.abc import Sequence
 from functools import lru_cache
 from itertools import islice
@@ -258,8 +257,7 @@ def log_metrics(conn, run_id: str, run_name: str, columns: tuple) -> int:
     transaction. Returns how many points were new."""
     keys, values, timestamps, steps = columns
     encodings = {key: _key_encoding(key) for key in set(keys)}
-    first = time.time_ns()  # when the batch's keys were logged: new keys list in batch order
-    logged = {key: first + i for i, key in enumerate(dict.fromkeys(keys))}
+    logged = _db.first_logged(keys)  # keys new to the run list in the batch's order
     # Points already stored are skipped: one point per (key, step, timestamp, value), as
     # MLflow's SQL store keeps them (so a retried batch changes nothing). Stored rows of the
     # batch's (step, timestamp) pairs that only hold metrics can take more keys: a step whose

@@ -147,20 +147,22 @@ def runs(
             asked = set(run_ids)
             wanted = [i for i in wanted if i in asked]
         held = _LATEST.setdefault(db, {})
-        records = {}
-        for run_id in wanted:
-            if not _RUN_ID.match(run_id):
-                continue
-            latest = None
-            if with_metrics:
-                cached = held.get(run_id)
-                if cached is not None and cached[:2] == (conn, version):
-                    latest = cached[2]
-                else:
-                    latest = _latest_metrics(conn, run_id)
-                    held[run_id] = (conn, version, latest)
-            records[run_id] = _record(conn, run_id, experiment_row, now, latest)
-        return records
+        return {
+            run_id: _record(
+                conn, run_id, experiment_row, now,
+                _held_latest(held, conn, version, run_id) if with_metrics else None,
+            )
+            for run_id in wanted
+            if _RUN_ID.match(run_id)
+        }
+
+
+def _held_latest(held: dict, conn, version: tuple, run_id: str) -> list[LatestMetric]:
+    """The run's `_latest_metrics`, as last read while the file is still at `version`."""
+    cached = held.get(run_id)
+    if cached is None or cached[:2] != (conn, version):
+        cached = held[run_id] = (conn, version, _latest_metrics(conn, run_id))
+    return cached[2]
 
 
 def record_run(conn, run_id: str) -> bool:
